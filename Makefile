@@ -1,0 +1,68 @@
+# The one entry point: `make run` starts everything locally, `make test` proves it all.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+TOOLS := .venv-tools
+PY := $(VENV)/bin/python
+SAM := $(TOOLS)/bin/sam
+REGION ?= us-east-1
+export SAM_CLI_TELEMETRY := 0
+export PYTHONPATH := $(CURDIR)/layers/shared/python
+
+.PHONY: install run test lint typecheck template build unit integration e2e bench browser clean
+
+$(VENV)/.installed: requirements-dev.txt layers/shared/requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+$(TOOLS)/.installed: requirements-tools.txt
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check -r requirements-tools.txt
+	touch $@
+
+node_modules/.installed: package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+# Debian's Chromium for the browser tests (no browser is ever downloaded by a test tool).
+browser:
+	@command -v chromium >/dev/null || { \
+		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
+		else sudo apt-get update -qq && sudo apt-get install -y -qq chromium >/dev/null; fi; }
+
+install: $(VENV)/.installed $(TOOLS)/.installed node_modules/.installed
+
+run: $(VENV)/.installed node_modules/.installed
+	$(PY) -m local.runner
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: $(VENV)/.installed
+	$(VENV)/bin/mypy
+
+template: $(TOOLS)/.installed
+	$(SAM) validate --lint --region $(REGION)
+
+build: $(TOOLS)/.installed
+	PYTHON=$(CURDIR)/$(VENV)/bin/python $(SAM) build --region $(REGION) --cached=false
+
+unit: $(VENV)/.installed
+	$(PY) -m pytest tests/unit
+
+integration: $(VENV)/.installed node_modules/.installed
+	$(PY) -m pytest tests/integration
+
+e2e: $(VENV)/.installed node_modules/.installed browser
+	$(PY) -m pytest tests/e2e
+
+test: install browser lint typecheck template build
+	$(PY) -m pytest tests
+
+bench: $(VENV)/.installed node_modules/.installed
+	$(PY) -m bench
+
+clean:
+	rm -rf $(VENV) $(TOOLS) node_modules .aws-sam .pytest_cache .mypy_cache .ruff_cache

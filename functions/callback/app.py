@@ -1,0 +1,75 @@
+"""CallbackFunction: the public browser endpoints. Parses events, calls the flow, answers redirects or pages."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from calendar_connect import deployment
+from calendar_connect.connect_flow import Page, Redirect, finish_authorization, open_attempt
+from calendar_connect.http_answers import BROWSER_HEADERS, page
+from calendar_connect.observability import logger, metrics, tracer
+
+app = APIGatewayHttpResolver()
+
+
+def _query() -> dict[str, str]:
+    # A repeated parameter arrives comma-joined; we keep the first value, never a merged one.
+    return {
+        k: v.split(",")[0] if k == "state" else v for k, v in (app.current_event.query_string_parameters or {}).items()
+    }
+
+
+def _cookies() -> dict[str, str]:
+    jar: dict[str, str] = {}
+    for cookie in app.current_event.cookies or []:
+        name, _, value = cookie.partition("=")
+        jar.setdefault(name.strip(), value.strip())
+    return jar
+
+
+def _answer(result: Redirect | Page) -> Response:
+    if isinstance(result, Redirect):
+        return Response(302, None, "", headers={**BROWSER_HEADERS, "Location": result.location}, cookies=result.cookies)
+    headers = dict(BROWSER_HEADERS)
+    if result.retry_after is not None:
+        headers["Retry-After"] = str(result.retry_after)
+    return Response(result.status, "text/html; charset=utf-8", page(result.title, result.message), headers=headers)
+
+
+def _secure_cookie() -> bool:
+    base = deployment.current().settings.public_base_url
+    return not base.startswith(("http://127.0.0.1", "http://localhost"))
+
+
+@app.get("/oauth2/start")
+def start() -> Response:
+    attempt = (app.current_event.query_string_parameters or {}).get("attempt")
+    return _answer(open_attempt(deployment.current(), attempt, _cookies(), _secure_cookie()))
+
+
+@app.get("/oauth2/callback")
+def callback() -> Response:
+    result = finish_authorization(deployment.current(), _query(), _cookies())
+    metrics.add_metric(
+        name="CallbackRedirect" if isinstance(result, Redirect) else "CallbackPage", unit="Count", value=1
+    )
+    return _answer(result)
+
+
+@app.exception_handler(Exception)
+def _unexpected(error: Exception) -> Response:
+    logger.exception("unexpected error")
+    return _answer(
+        Page(500, "Something went wrong", "We could not finish connecting your calendar. Please start again.")
+    )
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, clear_state=True)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

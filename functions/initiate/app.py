@@ -1,0 +1,237 @@
+"""InitiateFunction: the authenticated management API. Parses events, calls the logic, shapes answers."""
+
+from __future__ import annotations
+
+import base64
+import json
+from email.parser import BytesParser
+from email.policy import HTTP
+from typing import Annotated, Any
+from urllib.parse import parse_qsl
+from xml.sax.saxutils import escape
+
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.params import Body, Query
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import ValidationError
+
+from calendar_connect import connections, deployment
+from calendar_connect.api_clients import authenticate
+from calendar_connect.connect_flow import start_authorization
+from calendar_connect.errors import (
+    ApiError,
+    Internal,
+    InvalidArgument,
+    NotFound,
+    PayloadTooLarge,
+    StorageUnavailable,
+    Unavailable,
+)
+from calendar_connect.http_answers import JSON, error_event_response, error_headers, invalid_argument_from
+from calendar_connect.models import (
+    AccessTokenResponse,
+    ApiClient,
+    ConnectByOAuthRequest,
+    ConnectByOAuthResponse,
+    ConnectionResponse,
+    ConnectionsPage,
+    Dialect,
+    DisconnectResponse,
+    ProviderInfo,
+    ProvidersResponse,
+    TeamUpInitiateRequest,
+    TeamUpInitiateResponse,
+    iso,
+)
+from calendar_connect.observability import logger, metrics, tracer
+
+app = APIGatewayHttpResolver(enable_validation=True)
+CONNECTIONS = "/v2/external-calendars/connections"
+
+
+def _client() -> ApiClient:
+    return app.context["api_client"]
+
+
+def _base_url() -> str:
+    """Where this API is reachable from a browser: configured, else the domain the request came in on."""
+    configured = deployment.current().settings.public_base_url
+    if configured:
+        return configured
+    context = app.current_event.request_context
+    stage = context.stage
+    return f"https://{context.domain_name}" + ("" if stage in (None, "", "$default") else f"/{stage}")
+
+
+@app.exception_handler(ApiError)
+def _api_error(error: ApiError) -> Response:
+    if error.status >= 500:
+        logger.warning("request failed", extra={"code": error.code})
+    return Response(error.status, JSON, json.dumps(error.body()), headers=error_headers(error))
+
+
+@app.exception_handler(RequestValidationError)
+def _validation_error(error: RequestValidationError) -> Response:
+    return _api_error(invalid_argument_from(list(error.errors())))
+
+
+@app.exception_handler(StorageUnavailable)
+def _storage_unavailable(error: StorageUnavailable) -> Response:
+    return _api_error(Unavailable())
+
+
+@app.exception_handler(Exception)
+def _unexpected(error: Exception) -> Response:
+    logger.exception("unexpected error")
+    return _api_error(Internal("Internal error"))
+
+
+@app.post("/v2/external-calendars/connections/connect-by-oauth")
+def connect_by_oauth(request: Annotated[ConnectByOAuthRequest, Body()]) -> ConnectByOAuthResponse:
+    started = start_authorization(
+        deployment.current(),
+        _client(),
+        request.providerId,
+        request.scheduleId,
+        request.redirectUrl,
+        Dialect.WIX,
+        _base_url(),
+        return_url_field="redirectUrl",
+        provider_field="providerId",
+    )
+    metrics.add_metric(name="AuthorizationStarted", unit="Count", value=1)
+    return ConnectByOAuthResponse(
+        oauthUrl=started.url, timeoutSeconds=started.timeout_seconds, expiresAt=iso(started.expires_at)
+    )
+
+
+def _form_fields(content_type: str, body: bytes) -> dict[str, Any]:
+    """TeamUp sends JSON, form-urlencoded or multipart bodies."""
+    media_type = content_type.split(";")[0].strip().lower()
+    if media_type == "application/x-www-form-urlencoded":
+        return dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True, strict_parsing=bool(body)))
+    if media_type == "multipart/form-data":
+        message = BytesParser(policy=HTTP).parsebytes(b"Content-Type: " + content_type.encode() + b"\r\n\r\n" + body)
+        if not message.is_multipart():
+            raise ValueError("malformed multipart body")
+        fields: dict[str, Any] = {}
+        for part in message.iter_parts():
+            name = part.get_param("name", header="content-disposition")
+            if isinstance(name, str):
+                fields[name] = part.get_content().strip() if part.get_content_maintype() == "text" else None
+        return fields
+    if media_type in ("application/json", "") or media_type.endswith("+json"):
+        parsed = json.loads(body or b"null")
+        if not isinstance(parsed, dict):
+            raise ValueError("the body must be a JSON object")
+        return parsed
+    raise ValueError(f"unsupported content type {media_type}")
+
+
+@app.post("/api/v2/external_calendars/accounts/oauth2/initiate")
+def teamup_initiate(response_format: Annotated[str, Query(alias="format", pattern="^(json|xml)$")] = "json"):  # type: ignore[no-untyped-def]
+    event = app.current_event
+    try:
+        fields = _form_fields(event.headers.get("content-type", ""), _raw_body(event.raw_event))
+        request = TeamUpInitiateRequest.model_validate(fields)
+    except ValidationError as error:
+        raise invalid_argument_from(list(error.errors())) from None
+    except (ValueError, UnicodeDecodeError) as error:
+        raise InvalidArgument.for_field(
+            "body", str(error) if "unsupported" in str(error) else "malformed body"
+        ) from None
+    here = deployment.current()
+    provider = next((p for p in here.providers.values() if p.calendar_source == request.calendar_source), None)
+    if provider is None:
+        raise NotFound("Unknown calendar_source")
+    owner = (event.headers.get("teamup-provider-id") or "").strip() or _client().clientId
+    if len(owner) > 200:
+        raise InvalidArgument.for_field("TeamUp-Provider-ID", "at most 200 characters")
+    started = start_authorization(
+        here,
+        _client(),
+        provider.id,
+        owner,
+        request.redirect_uri,
+        Dialect.TEAMUP,
+        _base_url(),
+        return_url_field="redirect_uri",
+        provider_field="calendar_source",
+    )
+    metrics.add_metric(name="AuthorizationStarted", unit="Count", value=1)
+    answer = TeamUpInitiateResponse(uri=started.url, timeout_seconds=started.timeout_seconds)
+    if response_format == "xml":
+        xml = (
+            '<?xml version="1.0" encoding="UTF-8"?>'
+            f"<root><uri>{escape(answer.uri)}</uri><timeout_seconds>{answer.timeout_seconds}</timeout_seconds></root>"
+        )
+        return Response(200, "application/xml", xml, headers={"Cache-Control": "no-store"})
+    return Response(200, JSON, answer.model_dump_json(), headers={"Cache-Control": "no-store"})
+
+
+@app.get("/v2/external-calendars/providers")
+def list_providers() -> ProvidersResponse:
+    return ProvidersResponse(
+        providers=[
+            ProviderInfo(
+                providerId=p.id,
+                name=p.name,
+                calendarType=p.calendar_type,
+                calendarSource=p.calendar_source,
+                connectMethods=p.connect_methods,
+                timeoutSeconds=p.timeout_seconds,
+            )
+            for p in deployment.current().providers.values()
+        ]
+    )
+
+
+@app.get(CONNECTIONS)
+def list_connections(
+    scheduleId: Annotated[str, Query(min_length=1, max_length=200)],
+    cursor: Annotated[str | None, Query(max_length=2048)] = None,
+) -> ConnectionsPage:
+    return connections.list_connections(deployment.current(), _client(), scheduleId, cursor)
+
+
+@app.get(CONNECTIONS + "/<connectionId>")
+def get_connection(connectionId: str) -> ConnectionResponse:
+    return ConnectionResponse(connection=connections.get_owned(deployment.current(), _client(), connectionId).public())
+
+
+@app.delete(CONNECTIONS + "/<connectionId>")
+def delete_connection(connectionId: str) -> DisconnectResponse:
+    return connections.disconnect(deployment.current(), _client(), connectionId)
+
+
+@app.post(CONNECTIONS + "/<connectionId>/access-token")
+def get_access_token(connectionId: str):  # type: ignore[no-untyped-def]
+    answer: AccessTokenResponse = connections.access_token(deployment.current(), _client(), connectionId)
+    return Response(200, JSON, answer.model_dump_json(), headers={"Cache-Control": "no-store"})
+
+
+def _raw_body(event: dict[str, Any]) -> bytes:
+    body = event.get("body") or ""
+    return base64.b64decode(body) if event.get("isBase64Encoded") else body.encode("utf-8")
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, clear_state=True)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    # Size and key are checked before routing and validation: nobody unauthenticated learns what is valid.
+    here = deployment.current()
+    try:
+        if len(_raw_body(event)) > here.settings.max_body_bytes:
+            raise PayloadTooLarge(f"The body is over {here.settings.max_body_bytes // 1024} KiB")
+        headers = {k.lower(): v for k, v in (event.get("headers") or {}).items()}
+        try:
+            client = authenticate(here.storage.api_clients, headers.get("authorization"))
+        except StorageUnavailable:
+            raise Unavailable() from None
+    except ApiError as error:
+        return error_event_response(error)
+    app.append_context(api_client=client)
+    return app.resolve(event, context)

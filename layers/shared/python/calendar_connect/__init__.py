@@ -1,0 +1,1 @@
+"""Calendar Connect: the code both Lambda functions share."""

@@ -1,0 +1,416 @@
+"""The connect flow, knowing no dialect: start an attempt, bind it to a browser, finish it."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
+
+from .deployment import Deployment
+from .errors import (
+    AuthorizationFailure,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    StorageUnavailable,
+    Unavailable,
+)
+from .models import ApiClient, ConnectionRecord, ConnectionStatus, Dialect, PendingAuthorization, TokenSet, iso
+from .oauth_client import (
+    ProviderCallFailed,
+    ProviderConfigurationError,
+    client_secret,
+    exchange_code,
+    fetch_userinfo,
+    id_token_claims,
+    revoke,
+    token_set_fields,
+    with_discovered_endpoints,
+)
+from .observability import logger
+from .providers import Provider
+from .return_urls import ReturnUrlError, is_allowed, validate_return_url, with_outcome
+
+START_PATH = "/oauth2/start"
+CALLBACK_PATH = "/oauth2/callback"
+_CONNECTION_NAMESPACE = uuid.UUID("6f1d8a52-4c1e-4a7b-9d53-1f0c2b7e9a10")
+_OUTCOME_WAIT_SECONDS = 15.0
+
+
+def hash_secret(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+def _s256(verifier: str) -> str:
+    return base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).decode().rstrip("=")
+
+
+def _with_query(url: str, params: dict[str, str]) -> str:
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True) + list(params.items())
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query, quote_via=quote), ""))
+
+
+def binding_cookie_name(state_hash: str) -> str:
+    # One cookie per attempt, so several attempts can run in one browser.
+    return f"cc_bind_{state_hash[:16]}"
+
+
+@dataclass(frozen=True)
+class StartedAuthorization:
+    url: str
+    timeout_seconds: int
+    expires_at: int
+
+
+def start_authorization(
+    deployment: Deployment,
+    client: ApiClient,
+    provider_id: str,
+    schedule_id: str,
+    return_url: str,
+    dialect: Dialect,
+    base_url: str,
+    *,
+    return_url_field: str,
+    provider_field: str,
+    now: int | None = None,
+) -> StartedAuthorization:
+    """Record a pending authorization and answer the URL to send the person's browser to."""
+    try:
+        validate_return_url(return_url)
+    except ReturnUrlError as error:
+        raise InvalidArgument.for_field(return_url_field, str(error)) from None
+    provider = deployment.provider(provider_id)
+    if provider is None:
+        raise NotFound(f"Unknown provider: {provider_field}")
+    if not provider.connects_by_oauth:
+        raise FailedPrecondition(
+            f"Provider {provider.id} does not connect by OAuth", application_code="NOT_SUPPORTED_BY_PROVIDER"
+        )
+    if not is_allowed(return_url, client.allowedReturnUrlPrefixes):
+        raise PermissionDenied(f"{return_url_field} is outside this client's allowed return-URL prefixes")
+    try:
+        provider = with_discovered_endpoints(provider)
+    except ProviderConfigurationError:
+        raise Unavailable("The provider's metadata could not be fetched; try again shortly") from None
+
+    now = int(time.time()) if now is None else now
+    state = secrets.token_urlsafe(32)  # 256 random bits
+    verifier = secrets.token_urlsafe(64) if provider.pkce else None
+    nonce = secrets.token_urlsafe(16) if provider.uses_openid else None
+    redirect_uri = base_url.rstrip("/") + CALLBACK_PATH
+    expires_at = now + provider.timeout_seconds
+    binding = deployment.settings.browser_binding
+    pending = PendingAuthorization(
+        stateHash=hash_secret(state),
+        providerId=provider.id,
+        clientId=client.clientId,
+        scheduleId=schedule_id,
+        returnUrl=return_url,
+        dialect=dialect,
+        redirectUri=redirect_uri,
+        codeVerifier=verifier,
+        nonce=nonce,
+        createdAt=now,
+        expiresAt=expires_at,
+        requiresBrowserBinding=binding,
+    )
+    try:
+        deployment.storage.pending.put_new(pending)
+    except StorageUnavailable:
+        raise Unavailable() from None
+    if binding:
+        url = _with_query(base_url.rstrip("/") + START_PATH, {"attempt": state})
+    else:
+        url = authorization_url(provider, pending, state)
+    logger.info("authorization started", extra={"providerId": provider.id, "clientId": client.clientId})
+    return StartedAuthorization(url=url, timeout_seconds=provider.timeout_seconds, expires_at=expires_at)
+
+
+def authorization_url(provider: Provider, pending: PendingAuthorization, state: str) -> str:
+    """The provider's authorization URL; built from the stored attempt, which never holds the state itself."""
+    params = {
+        "response_type": "code",
+        "client_id": provider.client_id,
+        "redirect_uri": pending.redirectUri,
+        "scope": " ".join(provider.scopes),
+        "state": state,
+    }
+    if pending.codeVerifier:
+        params.update(code_challenge=_s256(pending.codeVerifier), code_challenge_method="S256")
+    if pending.nonce:
+        params["nonce"] = pending.nonce
+    params.update(provider.authorization_params)
+    assert provider.authorization_endpoint
+    return _with_query(provider.authorization_endpoint, params)
+
+
+# --- the browser's side -------------------------------------------------------------------------------
+
+
+@dataclass
+class Redirect:
+    location: str
+    cookies: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Page:
+    status: int
+    title: str
+    message: str
+    retry_after: int | None = None
+
+
+def outcome_url(pending: PendingAuthorization, outcome: dict[str, str]) -> str:
+    """The return URL with the outcome in the attempt's dialect."""
+    if "connectionId" in outcome:
+        ours = [("connectionId", outcome["connectionId"])]
+        success = "1"
+    else:
+        ours = [("error", outcome["error"]), ("reason", outcome["reason"])]
+        success = "0"
+    if pending.dialect is Dialect.TEAMUP:
+        ours.insert(0, ("success", success))
+    return with_outcome(pending.returnUrl, ours)
+
+
+def _failure(error: str, reason: str) -> dict[str, str]:
+    return {"error": error, "reason": reason}
+
+
+_UNKNOWN = Page(
+    400,
+    "Unknown or missing sign-in attempt",
+    "This link is not part of a sign-in in progress. Start connecting your calendar again from the website.",
+)
+_STORAGE_DOWN = Page(
+    503, "Temporarily unavailable", "We could not finish connecting your calendar. Please try again in a moment.", 5
+)
+
+
+def open_attempt(
+    deployment: Deployment, attempt: str | None, cookies: dict[str, str], secure_cookie: bool, now: int | None = None
+) -> Redirect | Page:
+    """The optional hop: bind the attempt to this browser, then send it to the provider."""
+    now = int(time.time()) if now is None else now
+    if not attempt:
+        return _UNKNOWN
+    state_hash = hash_secret(attempt)
+    try:
+        pending = deployment.storage.pending.get(state_hash)
+    except StorageUnavailable:
+        return _STORAGE_DOWN
+    if pending is None:
+        return _UNKNOWN
+    if now >= pending.expiresAt:
+        return Redirect(outcome_url(pending, _failure("internal", "expired")))
+    if pending.status == "DONE" and pending.outcome:
+        return Redirect(outcome_url(pending, pending.outcome))
+    name = binding_cookie_name(state_hash)
+    presented = cookies.get(name)
+    if pending.browserBindingHash is not None:
+        if presented and hmac.compare_digest(hash_secret(presented), pending.browserBindingHash):
+            return _to_provider(deployment, pending, attempt, [])  # the same browser, reloading
+        return Page(
+            403,
+            "This link was opened in another browser",
+            "For your safety, finish connecting your calendar in the browser where you started, "
+            "or start again from the website.",
+        )
+    token = secrets.token_urlsafe(32)
+    try:
+        bound = deployment.storage.pending.bind_browser(state_hash, hash_secret(token), now)
+    except StorageUnavailable:
+        return _STORAGE_DOWN
+    if not bound:
+        return Page(
+            403,
+            "This link was opened in another browser",
+            "For your safety, finish connecting your calendar in the browser where you started, "
+            "or start again from the website.",
+        )
+    cookie = (
+        f"{name}={token}; Max-Age={max(pending.expiresAt - now, 1)}; Path={CALLBACK_PATH}; "
+        "HttpOnly; SameSite=Lax" + ("; Secure" if secure_cookie else "")
+    )
+    return _to_provider(deployment, pending, attempt, [cookie])
+
+
+def _to_provider(
+    deployment: Deployment, pending: PendingAuthorization, state: str, cookies: list[str]
+) -> Redirect | Page:
+    provider = deployment.provider(pending.providerId)
+    try:
+        if provider is None:
+            raise ProviderConfigurationError(pending.providerId)
+        provider = with_discovered_endpoints(provider)
+    except ProviderConfigurationError:
+        return Redirect(outcome_url(pending, _failure("internal", "provider_error")))
+    return Redirect(authorization_url(provider, pending, state), cookies=cookies)
+
+
+def finish_authorization(
+    deployment: Deployment, params: dict[str, str], cookies: dict[str, str], now: int | None = None
+) -> Redirect | Page:
+    """The provider's redirect back: consume the state once, connect, and send the browser home."""
+    now = int(time.time()) if now is None else now
+    state = params.get("state")
+    if not state:
+        return _UNKNOWN
+    state_hash = hash_secret(state)
+    store = deployment.storage.pending
+    try:
+        pending = store.get(state_hash)
+    except StorageUnavailable:
+        return _STORAGE_DOWN
+    if pending is None:
+        return _UNKNOWN
+    if now >= pending.expiresAt:
+        return Redirect(outcome_url(pending, _failure("internal", "expired")))
+    try:
+        claimed = pending.status == "PENDING" and store.claim(state_hash, now)
+    except StorageUnavailable:
+        return Redirect(outcome_url(pending, _failure("internal", "storage_unavailable")))
+    if not claimed:
+        return Redirect(outcome_url(pending, _replayed_outcome(deployment, pending, now)))
+
+    presented = cookies.get(binding_cookie_name(state_hash))
+    if pending.requiresBrowserBinding and not (
+        pending.browserBindingHash
+        and presented
+        and hmac.compare_digest(hash_secret(presented), pending.browserBindingHash)
+    ):
+        outcome = _failure("internal", "browser_mismatch")
+    else:
+        try:
+            outcome = {"connectionId": _connect(deployment, pending, params, now)}
+        except AuthorizationFailure as failure:
+            outcome = _failure(failure.error, failure.reason)
+    logger.info(
+        "authorization finished",
+        extra={"providerId": pending.providerId, "outcome": outcome.get("reason", "connected")},
+    )
+    try:
+        store.record_outcome(state_hash, outcome)
+    except StorageUnavailable:
+        logger.warning("outcome not recorded; a repeated callback will not replay it")
+    return Redirect(outcome_url(pending, outcome))
+
+
+def _replayed_outcome(deployment: Deployment, pending: PendingAuthorization, now: int) -> dict[str, str]:
+    """A repeated callback: the first outcome, waiting briefly while the first callback is still finishing."""
+    deadline = time.monotonic() + _OUTCOME_WAIT_SECONDS
+    delay = 0.05
+    current: PendingAuthorization | None = pending
+    while current is not None and current.status != "DONE" and time.monotonic() < deadline:
+        time.sleep(delay)
+        delay = min(delay * 2, 0.5)
+        try:
+            current = deployment.storage.pending.get(pending.stateHash)
+        except StorageUnavailable:
+            return _failure("internal", "storage_unavailable")
+    if current is not None and current.status == "DONE" and current.outcome:
+        return current.outcome
+    return _failure("internal", "provider_error")
+
+
+def connection_id_for(client_id: str, provider_id: str, schedule_id: str, account_id: str) -> str:
+    """Deterministic: reconnecting the same account to the same schedule lands on the same connection."""
+    return str(uuid.uuid5(_CONNECTION_NAMESPACE, "\x1f".join((client_id, provider_id, schedule_id, account_id))))
+
+
+def _connect(deployment: Deployment, pending: PendingAuthorization, params: dict[str, str], now: int) -> str:
+    provider = deployment.provider(pending.providerId)
+    if provider is None:
+        raise AuthorizationFailure("internal", "provider_error")
+    if params.get("error"):
+        raise provider.map_authorization_error(params["error"], params.get("error_description", ""))
+    if "iss" in params and not provider.issuer_matches(params["iss"]):
+        raise AuthorizationFailure("internal", "issuer_mismatch")
+    code = params.get("code")
+    if not code:
+        raise AuthorizationFailure("internal", "provider_error")
+    try:
+        provider = with_discovered_endpoints(provider)
+        secret = client_secret(provider, deployment.settings.client_secrets_id)
+    except ProviderConfigurationError:
+        logger.exception("provider misconfigured")
+        raise AuthorizationFailure("internal", "provider_error") from None
+    try:
+        body = exchange_code(provider, secret, code, pending.redirectUri, pending.codeVerifier)
+        tokens = TokenSet(**token_set_fields(body, now))
+    except ProviderCallFailed as error:
+        logger.warning("token exchange failed", extra={"cause": error.reason, "oauthError": error.oauth_error})
+        raise AuthorizationFailure("internal", "token_exchange_failed") from None
+
+    granted_scope = body.get("scope") if isinstance(body.get("scope"), str) else params.get("scope")
+    granted = provider.granted_scopes(granted_scope) if granted_scope is not None else list(provider.scopes)
+    if provider.missing_required_scopes(granted):
+        _revoke_quietly(provider, secret, tokens)
+        raise AuthorizationFailure("unsupported", "scope_not_granted")
+    if not tokens.refresh_token:
+        _revoke_quietly(provider, secret, tokens)
+        raise AuthorizationFailure("internal", "no_refresh_token")
+
+    account_id, email = _identify(provider, body, tokens, pending.nonce)
+    connection_id = connection_id_for(pending.clientId, provider.id, pending.scheduleId, account_id)
+    stamp = iso(now)
+    record = ConnectionRecord(
+        connectionId=connection_id,
+        clientId=pending.clientId,
+        providerId=provider.id,
+        calendarType=provider.calendar_type,
+        scheduleId=pending.scheduleId,
+        externalAccountId=account_id,
+        externalAccountEmail=email,
+        scopesGranted=granted,
+        status=ConnectionStatus.CONNECTED,
+        createdAt=stamp,
+        updatedAt=stamp,
+        tokens=deployment.cipher.encrypt(connection_id, tokens),
+        accessTokenExpiresAt=tokens.expires_at,
+    )
+    try:
+        deployment.storage.connections.upsert_connected(record)
+    except StorageUnavailable:
+        raise AuthorizationFailure("internal", "storage_unavailable") from None
+    return connection_id
+
+
+def _identify(provider: Provider, body: dict, tokens: TokenSet, nonce: str | None) -> tuple[str, str | None]:
+    """The external account: ID token claims when there is one, else the userinfo endpoint."""
+    try:
+        id_token = body.get("id_token")
+        if isinstance(id_token, str) and id_token:
+            claims = id_token_claims(id_token, provider, nonce)
+            id_fields = provider.account_id_claims
+        else:
+            claims = fetch_userinfo(provider, tokens.access_token)
+            id_fields = provider.userinfo_account_id_fields
+    except ProviderCallFailed as error:
+        logger.warning("account identification failed", extra={"cause": error.reason})
+        raise AuthorizationFailure("internal", "provider_error") from None
+    parts = [claims.get(name) for name in id_fields]
+    if not parts or not all(isinstance(p, str) and p for p in parts):
+        raise AuthorizationFailure("internal", "provider_error")
+    email = next((claims[n] for n in provider.email_claims if isinstance(claims.get(n), str) and claims[n]), None)
+    return ":".join(str(p) for p in parts), email
+
+
+def _revoke_quietly(provider: Provider, secret: str | None, tokens: TokenSet) -> None:
+    for token, hint in ((tokens.refresh_token, "refresh_token"), (tokens.access_token, "access_token")):
+        if token and revoke(provider, secret, token, hint) is not False:
+            return
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

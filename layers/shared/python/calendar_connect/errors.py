@@ -1,0 +1,100 @@
+"""Domain errors. Each management error maps to one HTTP answer in the contract's shape."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class FieldViolation:
+    field: str
+    description: str
+
+
+class ApiError(Exception):
+    """An error the management API answers with; the status and code are the contract's."""
+
+    status: int = 500
+    code: str = "INTERNAL"
+
+    def __init__(
+        self,
+        description: str,
+        *,
+        application_code: str | None = None,
+        field_violations: list[FieldViolation] | None = None,
+        retry_after: int | None = None,
+    ) -> None:
+        super().__init__(description)
+        self.description = description
+        self.application_code = application_code or self.code
+        self.field_violations = field_violations or []
+        self.retry_after = retry_after
+
+    def body(self) -> dict:
+        details: dict = {"applicationError": {"code": self.application_code, "description": self.description}}
+        if self.field_violations:
+            details["validationError"] = {
+                "fieldViolations": [{"field": v.field, "description": v.description} for v in self.field_violations]
+            }
+        return {"message": self.description, "details": details}
+
+
+class InvalidArgument(ApiError):
+    status, code = 400, "INVALID_ARGUMENT"
+
+    def __init__(self, description: str, violations: list[FieldViolation] | None = None) -> None:
+        super().__init__(description, field_violations=violations)
+
+    @classmethod
+    def for_field(cls, name: str, description: str) -> InvalidArgument:
+        return cls(f"{name}: {description}", [FieldViolation(name, description)])
+
+
+class Unauthenticated(ApiError):
+    status, code = 401, "UNAUTHENTICATED"
+
+
+class PermissionDenied(ApiError):
+    status, code = 403, "PERMISSION_DENIED"
+
+
+class NotFound(ApiError):
+    status, code = 404, "NOT_FOUND"
+
+
+class PayloadTooLarge(ApiError):
+    status, code = 413, "PAYLOAD_TOO_LARGE"
+
+
+class FailedPrecondition(ApiError):
+    status, code = 428, "FAILED_PRECONDITION"
+
+
+class Unavailable(ApiError):
+    status, code = 503, "UNAVAILABLE"
+
+    def __init__(
+        self, description: str = "A dependency is unavailable; try again shortly", retry_after: int = 5
+    ) -> None:
+        super().__init__(description, retry_after=retry_after)
+
+
+class Internal(ApiError):
+    status, code = 500, "INTERNAL"
+
+
+class StorageUnavailable(Exception):
+    """DynamoDB (or KMS) could not be reached or refused the call for capacity reasons."""
+
+
+@dataclass
+class AuthorizationFailure(Exception):
+    """A connect attempt that ends at the return URL with an error (the contract's outcome table)."""
+
+    error: str  # reject | unsupported | internal
+    reason: str
+    extra: dict = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        return f"{self.error}/{self.reason}"

@@ -1,0 +1,171 @@
+"""Pydantic models: the API's requests and answers, and the records kept in DynamoDB."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+_STRICT = ConfigDict(extra="forbid", str_strip_whitespace=False)
+_ID = r"^[A-Za-z0-9._:@\-]+$"
+
+
+def iso(epoch_seconds: int | float) -> str:
+    return datetime.fromtimestamp(epoch_seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class Dialect(StrEnum):
+    WIX = "wix"
+    TEAMUP = "teamup"
+
+
+class ConnectionStatus(StrEnum):
+    CONNECTED = "CONNECTED"
+    DISCONNECTED = "DISCONNECTED"
+    REAUTH_REQUIRED = "REAUTH_REQUIRED"
+
+
+# --- requests -------------------------------------------------------------------------------------
+
+
+class ConnectByOAuthRequest(BaseModel):
+    """Wix External Calendars v2 `connectByOAuth`."""
+
+    model_config = _STRICT
+
+    providerId: str = Field(min_length=1, max_length=64, pattern=_ID)
+    scheduleId: str = Field(min_length=1, max_length=200, pattern=_ID)
+    redirectUrl: str = Field(min_length=1, max_length=2048)
+
+
+class TeamUpInitiateRequest(BaseModel):
+    """TeamUp `oauth2/initiate`."""
+
+    model_config = _STRICT
+
+    calendar_source: str = Field(min_length=1, max_length=16, pattern=r"^[A-Z]+$")
+    redirect_uri: str = Field(min_length=1, max_length=2048)
+
+
+# --- answers --------------------------------------------------------------------------------------
+
+
+class ConnectByOAuthResponse(BaseModel):
+    oauthUrl: str
+    timeoutSeconds: int
+    expiresAt: str
+
+
+class TeamUpInitiateResponse(BaseModel):
+    uri: str
+    timeout_seconds: int
+
+
+class ProviderInfo(BaseModel):
+    providerId: str
+    name: str
+    calendarType: str
+    calendarSource: str | None
+    connectMethods: list[Literal["OAUTH", "CREDENTIALS"]]
+    timeoutSeconds: int
+
+
+class ProvidersResponse(BaseModel):
+    providers: list[ProviderInfo]
+
+
+class Connection(BaseModel):
+    connectionId: str
+    providerId: str
+    calendarType: str
+    scheduleId: str
+    externalAccountId: str
+    externalAccountEmail: str | None
+    scopesGranted: list[str]
+    status: ConnectionStatus
+    createdAt: str
+    updatedAt: str
+
+
+class ConnectionResponse(BaseModel):
+    connection: Connection
+
+
+class ConnectionsPage(BaseModel):
+    connections: list[Connection]
+    nextCursor: str | None
+
+
+class DisconnectResponse(BaseModel):
+    connection: Connection
+    revokedAtProvider: bool | None
+
+
+class AccessTokenResponse(BaseModel):
+    accessToken: str
+    expiresAt: str
+
+
+# --- records --------------------------------------------------------------------------------------
+
+
+class ApiClient(BaseModel):
+    clientId: str
+    name: str
+    keyHash: str
+    allowedReturnUrlPrefixes: list[str]
+    revoked: bool = False
+    createdAt: str
+
+
+class PendingAuthorization(BaseModel):
+    """One connect attempt, from initiate to callback. Keyed by the hash of its state."""
+
+    stateHash: str
+    providerId: str
+    clientId: str
+    scheduleId: str
+    returnUrl: str
+    dialect: Dialect
+    redirectUri: str
+    codeVerifier: str | None = None
+    nonce: str | None = None
+    createdAt: int
+    expiresAt: int  # the DynamoDB TTL attribute: createdAt + the provider's timeout_seconds
+    status: Literal["PENDING", "CONSUMED", "DONE"] = "PENDING"
+    requiresBrowserBinding: bool = False
+    browserBindingHash: str | None = None
+    outcome: dict[str, str] | None = None  # {"connectionId"} or {"error", "reason"}, for replay
+
+
+class TokenSet(BaseModel):
+    """Plain tokens; only ever held in memory, stored encrypted."""
+
+    access_token: str
+    refresh_token: str | None = None
+    expires_at: int  # epoch seconds
+    token_type: str = "Bearer"
+
+
+class ConnectionRecord(BaseModel):
+    connectionId: str
+    clientId: str
+    providerId: str
+    calendarType: str
+    scheduleId: str
+    externalAccountId: str
+    externalAccountEmail: str | None = None
+    scopesGranted: list[str] = []
+    status: ConnectionStatus
+    createdAt: str
+    updatedAt: str
+    version: int = 1
+    tokens: bytes | None = None  # AES-256-GCM ciphertext of a TokenSet, bound to connectionId
+    accessTokenExpiresAt: int | None = None
+    refreshLeaseUntil: int | None = None
+    revokedAtProvider: bool | None = None
+
+    def public(self) -> Connection:
+        return Connection.model_validate(self.model_dump(include=set(Connection.model_fields)))

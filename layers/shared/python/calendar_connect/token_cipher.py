@@ -1,0 +1,126 @@
+"""Tokens at rest: AES-256-GCM, the connection id as associated data.
+
+Envelope: one data key per container, from KMS (GenerateDataKey) in AWS or a locally configured
+key in the embedded default. A stored blob is `v1 | len(wrapped key) | wrapped key | nonce | ciphertext`;
+because the connection id is authenticated, a blob copied onto another connection fails to decrypt.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import struct
+from typing import Any, Protocol
+
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from .errors import StorageUnavailable
+from .models import TokenSet
+
+_VERSION = b"\x01"
+_CONTEXT = {"purpose": "calendar-connect-tokens"}
+
+
+class DecryptionError(Exception):
+    pass
+
+
+class KeySource(Protocol):
+    def data_key(self) -> tuple[bytes, bytes]:
+        """(plaintext key, wrapped key) to encrypt with."""
+
+    def unwrap(self, wrapped: bytes) -> bytes:
+        """The plaintext key of a wrapped key."""
+
+
+class LocalKeySource:
+    """The embedded default: one AES-256 key from configuration, 'wrapped' as a fixed marker."""
+
+    _MARKER = b"local"
+
+    def __init__(self, key_b64: str) -> None:
+        key = base64.b64decode(key_b64)
+        if len(key) != 32:
+            raise ValueError("LOCAL_TOKEN_KEY must be 32 bytes, base64-encoded")
+        self._key = key
+
+    def data_key(self) -> tuple[bytes, bytes]:
+        return self._key, self._MARKER
+
+    def unwrap(self, wrapped: bytes) -> bytes:
+        if wrapped != self._MARKER:
+            raise DecryptionError("blob was not written with the local key")
+        return self._key
+
+
+class KmsKeySource:
+    """A data key generated once per container; unwrapped keys cached by their wrapped form."""
+
+    def __init__(self, key_id: str, client: Any | None = None) -> None:
+        self._key_id = key_id
+        self._client = client
+        self._current: tuple[bytes, bytes] | None = None
+        self._unwrapped: dict[bytes, bytes] = {}
+
+    def _kms(self) -> Any:
+        if self._client is None:
+            import boto3
+
+            self._client = boto3.client("kms")
+        return self._client
+
+    def data_key(self) -> tuple[bytes, bytes]:
+        if self._current is None:
+            try:
+                answer = self._kms().generate_data_key(
+                    KeyId=self._key_id, KeySpec="AES_256", EncryptionContext=_CONTEXT
+                )
+            except Exception as error:  # botocore errors: KMS unreachable or throttled
+                raise StorageUnavailable("kms") from error
+            self._current = (answer["Plaintext"], answer["CiphertextBlob"])
+            self._unwrapped[answer["CiphertextBlob"]] = answer["Plaintext"]
+        return self._current
+
+    def unwrap(self, wrapped: bytes) -> bytes:
+        if wrapped not in self._unwrapped:
+            try:
+                answer = self._kms().decrypt(CiphertextBlob=wrapped, EncryptionContext=_CONTEXT, KeyId=self._key_id)
+            except Exception as error:
+                raise StorageUnavailable("kms") from error
+            self._unwrapped[wrapped] = answer["Plaintext"]
+        return self._unwrapped[wrapped]
+
+
+class TokenCipher:
+    def __init__(self, keys: KeySource) -> None:
+        self._keys = keys
+
+    def encrypt(self, connection_id: str, tokens: TokenSet) -> bytes:
+        key, wrapped = self._keys.data_key()
+        nonce = os.urandom(12)
+        sealed = AESGCM(key).encrypt(nonce, tokens.model_dump_json().encode(), connection_id.encode())
+        return _VERSION + struct.pack(">H", len(wrapped)) + wrapped + nonce + sealed
+
+    def decrypt(self, connection_id: str, blob: bytes) -> TokenSet:
+        try:
+            if blob[:1] != _VERSION:
+                raise DecryptionError("unknown token blob version")
+            (length,) = struct.unpack(">H", blob[1:3])
+            wrapped = blob[3 : 3 + length]
+            nonce, sealed = blob[3 + length : 15 + length], blob[15 + length :]
+            plain = AESGCM(self._keys.unwrap(wrapped)).decrypt(nonce, sealed, connection_id.encode())
+        except (struct.error, ValueError) as error:
+            raise DecryptionError("token blob is malformed") from error
+        except Exception as error:
+            if isinstance(error, (DecryptionError, StorageUnavailable)):
+                raise
+            raise DecryptionError("token blob does not belong to this connection") from error
+        return TokenSet.model_validate_json(plain)
+
+
+def cipher_from_settings(kms_key_id: str, local_key: str) -> TokenCipher:
+    if kms_key_id:
+        return TokenCipher(KmsKeySource(kms_key_id))
+    if local_key:
+        return TokenCipher(LocalKeySource(local_key))
+    raise ValueError("token encryption needs TOKEN_KMS_KEY_ID (AWS) or LOCAL_TOKEN_KEY (embedded default)")
