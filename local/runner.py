@@ -1,0 +1,352 @@
+"""`python -m local.runner` (`make run`): the whole product on this machine.
+
+DynamoDB Local with the template's tables, the dev API client, the sandbox provider, both functions
+behind a local API Gateway on 127.0.0.1:$PORT, and the demo site at `/`. Ctrl-C stops it all.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import secrets
+import shutil
+import signal
+import socket
+import sys
+import tempfile
+import threading
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from local.demo import DEMO_PATHS, DemoSite
+from local.dynamodb import LOCAL_CREDENTIALS, DynamoDBLocal
+from local.gateway import LOCAL_REGION, Gateway, LoadedFunction, load_function
+from local.sandbox_provider import SandboxClient, SandboxProvider
+from local.serving import ServerThread
+from local.template import ROOT, functions, load_template, resolve_environment, routes, tables
+
+SANDBOX_ID = "sandbox"
+SANDBOX_CLIENT_ID = "calendar-connect-local"
+SANDBOX_SECRET_VARIABLE = "SANDBOX_CLIENT_SECRET"
+DEV_CLIENT_NAME = "Local dev client"
+
+
+@dataclass(frozen=True)
+class RunnerSettings:
+    """The runner's settings, from the environment (README "Running locally")."""
+
+    port: int = 3000
+    dynamodb_port: int = 8000
+    sandbox_port: int = 0  # 0: any free port
+    api_key: str | None = None  # None: a random key
+    redirect_prefixes: tuple[str, ...] = ()  # empty: http://127.0.0.1:$PORT/
+    providers_file: str = ""
+    public_base_url: str = ""  # empty: http://127.0.0.1:$PORT
+    sandbox_access_token_seconds: int = 3600
+    quiet: bool = False  # no access log (tests keep their output short)
+    extra_environment: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str] = os.environ) -> RunnerSettings:
+        def number(name: str, default: int) -> int:
+            value = environ.get(name, "").strip()
+            if not value:
+                return default
+            if not value.isdigit():
+                raise SystemExit(f"{name} must be a number, not {value!r}")
+            return int(value)
+
+        prefixes = tuple(p.strip() for p in environ.get("LOCAL_REDIRECT_PREFIXES", "").split(",") if p.strip())
+        return cls(
+            port=number("PORT", 3000),
+            dynamodb_port=number("DYNAMODB_PORT", 8000),
+            sandbox_port=number("SANDBOX_PORT", 0),
+            api_key=environ.get("LOCAL_API_KEY", "").strip() or None,
+            redirect_prefixes=prefixes,
+            providers_file=environ.get("PROVIDERS_FILE", "").strip(),
+            public_base_url=environ.get("PUBLIC_BASE_URL", "").strip().rstrip("/"),
+            sandbox_access_token_seconds=number("SANDBOX_ACCESS_TOKEN_SECONDS", 3600),
+            quiet=environ.get("LOCAL_QUIET", "") in ("1", "true"),
+        )
+
+
+def _port_is_free(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _layer_dirs(template: dict[str, Any]) -> list[Path]:
+    """Each layer's python/ directory: what Lambda mounts as /opt/python."""
+    return [
+        ROOT / resource["Properties"]["ContentUri"] / "python"
+        for resource in template["Resources"].values()
+        if resource.get("Type") == "AWS::Serverless::LayerVersion"
+    ]
+
+
+def sandbox_provider_entry(issuer: str) -> dict[str, Any]:
+    """The sandbox's provider entry (local runner only). Its secret is named, never written."""
+    return {
+        SANDBOX_ID: {
+            "name": "Sandbox Calendar (local)",
+            "calendar_type": "SANDBOX",
+            "calendar_source": "SANDBOX",
+            "connect_methods": ["OAUTH"],
+            "issuer": issuer,
+            "authorization_endpoint": f"{issuer}/authorize",
+            "token_endpoint": f"{issuer}/token",
+            "revocation_endpoint": f"{issuer}/revoke",
+            "userinfo_endpoint": f"{issuer}/userinfo",
+            "scopes": ["openid", "email", "calendar"],
+            "required_scopes": ["calendar"],
+            "token_endpoint_auth_method": "client_secret_post",
+            "pkce": True,
+            "timeout_seconds": 600,
+            "client_id": SANDBOX_CLIENT_ID,
+            "client_secret": {"env": SANDBOX_SECRET_VARIABLE},
+            "account_id_claims": ["sub"],
+            "email_claims": ["email"],
+        }
+    }
+
+
+class _Dispatcher:
+    """The demo site owns `/` and `/demo/*`; everything else goes to the gateway."""
+
+    def __init__(self) -> None:
+        self.gateway: Any = None
+        self.demo: Any = None
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        path = environ.get("PATH_INFO") or "/"
+        target = self.demo if path in DEMO_PATHS else self.gateway
+        return target(environ, start_response)
+
+
+class LocalStack:
+    """Everything `make run` starts, startable and stoppable from Python.
+
+    It sets the functions' environment in this process (they run in it), so one LocalStack per
+    process at a time; tests run it as a subprocess (`python -m local.runner`).
+    """
+
+    def __init__(self, settings: RunnerSettings | None = None) -> None:
+        self.settings = settings or RunnerSettings()
+        self.dynamodb: DynamoDBLocal | None = None
+        self.sandbox: SandboxProvider | None = None
+        self.functions: dict[str, LoadedFunction] = {}
+        self.api_key = ""
+        self.base_url = ""
+        self.public_base_url = ""
+        self.sandbox_url = ""
+        self.providers_file = ""
+        self.demo: DemoSite | None = None
+        self._servers: list[ServerThread] = []
+        self._workdir: Path | None = None
+        self._saved_environ: dict[str, str] | None = None
+
+    def start(self) -> LocalStack:
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start(self) -> None:
+        settings = self.settings
+        template = load_template()
+        for layer in _layer_dirs(template):
+            if str(layer) not in sys.path:
+                sys.path.insert(0, str(layer))
+
+        if not _port_is_free(settings.dynamodb_port):
+            raise RuntimeError(
+                f"DYNAMODB_PORT {settings.dynamodb_port} is in use: stop what uses it or set DYNAMODB_PORT"
+            )
+        dispatcher = _Dispatcher()
+        api_server = ServerThread(dispatcher, settings.port, name="api", quiet=settings.quiet)
+        self._servers.append(api_server)
+        self.base_url = api_server.url
+        self.public_base_url = settings.public_base_url or self.base_url
+
+        self.dynamodb = DynamoDBLocal(settings.dynamodb_port).start()
+        self.dynamodb.create_tables()
+
+        sandbox_secret = secrets.token_urlsafe(32)
+        sandbox_holder: dict[str, SandboxProvider] = {}
+        sandbox_server = ServerThread(
+            lambda environ, start_response: sandbox_holder["app"](environ, start_response),
+            settings.sandbox_port,
+            name="sandbox",
+            quiet=settings.quiet,
+        )
+        self._servers.append(sandbox_server)
+        self.sandbox_url = sandbox_server.url
+        self.sandbox = SandboxProvider(
+            self.sandbox_url,
+            [SandboxClient(SANDBOX_CLIENT_ID, sandbox_secret, (self.public_base_url + "/oauth2/callback",))],
+            access_token_seconds=settings.sandbox_access_token_seconds,
+        )
+        sandbox_holder["app"] = self.sandbox
+
+        self._workdir = Path(tempfile.mkdtemp(prefix="calendar-connect-local-"))
+        sandbox_file = self._workdir / "sandbox-provider.yaml"
+        sandbox_file.write_text(yaml.safe_dump(sandbox_provider_entry(self.sandbox_url), sort_keys=False))
+        # The sandbox comes first, so a user's file may still override it.
+        self.providers_file = ",".join(filter(None, [str(sandbox_file), settings.providers_file]))
+
+        self._set_environment(template, sandbox_secret)
+
+        from calendar_connect import deployment
+        from calendar_connect.api_clients import register_client
+
+        deployment.reset()
+        prefixes = list(settings.redirect_prefixes) or [self.base_url + "/"]
+        _, self.api_key = register_client(
+            deployment.current().storage.api_clients, DEV_CLIENT_NAME, prefixes, settings.api_key
+        )
+        deployment.current().providers  # noqa: B018 - read every provider file now: a bad one fails at start
+
+        for name, function in functions(template).items():
+            props = template["Resources"][name]["Properties"]
+            defaults = template.get("Globals", {}).get("Function", {})
+            self.functions[name] = load_function(
+                function,
+                memory_mb=int(props.get("MemorySize", defaults.get("MemorySize", 128))),
+                timeout_seconds=int(props.get("Timeout", defaults.get("Timeout", 3))),
+            )
+        gateway = Gateway(routes(template), self.functions)
+        clashes = [r for r in gateway.router.routes if r.path in DEMO_PATHS]
+        if clashes:
+            raise RuntimeError(f"template routes {clashes} clash with the demo site's paths {DEMO_PATHS}")
+        self.demo = DemoSite(self.base_url, self.api_key, self.base_url + "/")
+        dispatcher.gateway = gateway
+        dispatcher.demo = self.demo
+
+        sandbox_server.start()
+        api_server.start()
+
+    def _set_environment(self, template: dict[str, Any], sandbox_secret: str) -> None:
+        """What template.yaml gives the functions, plus what only the embedded default needs."""
+        parameters = {name: str(spec.get("Default", "")) for name, spec in (template.get("Parameters") or {}).items()}
+        parameters["PublicBaseUrl"] = self.public_base_url
+        environment: dict[str, str] = {}
+        for function in functions(template).values():
+            resolved = resolve_environment(function, parameters)
+            clashes = {k for k in resolved if k in environment and environment[k] != resolved[k]}
+            if clashes:
+                raise RuntimeError(
+                    f"functions need different values of {sorted(clashes)}; one process cannot host both"
+                )
+            environment.update(resolved)
+        assert self.dynamodb is not None
+        environment.update(
+            {
+                "PROVIDERS_FILE": self.providers_file,
+                "DYNAMODB_ENDPOINT": self.dynamodb.endpoint,
+                "LOCAL_TOKEN_KEY": base64.b64encode(secrets.token_bytes(32)).decode(),  # a fresh key per run
+                SANDBOX_SECRET_VARIABLE: sandbox_secret,
+                "AWS_ACCESS_KEY_ID": LOCAL_CREDENTIALS["aws_access_key_id"],
+                "AWS_SECRET_ACCESS_KEY": LOCAL_CREDENTIALS["aws_secret_access_key"],
+                "AWS_REGION": LOCAL_REGION,
+                "AWS_DEFAULT_REGION": LOCAL_REGION,
+                "AWS_EC2_METADATA_DISABLED": "true",
+                "POWERTOOLS_TRACE_DISABLED": "1",
+                "POWERTOOLS_METRICS_DISABLED": os.environ.get("POWERTOOLS_METRICS_DISABLED", "1"),
+                **self.settings.extra_environment,
+            }
+        )
+        environment.pop("AWS_SESSION_TOKEN", None)
+        assert set(tables(template)) >= {
+            environment[k] for k in ("PENDING_TABLE", "CONNECTIONS_TABLE", "API_CLIENTS_TABLE")
+        }
+        self._saved_environ = dict(os.environ)
+        os.environ.pop("AWS_SESSION_TOKEN", None)
+        os.environ.pop("AWS_PROFILE", None)
+        os.environ.update(environment)
+
+    def stop(self) -> None:
+        """Stop everything this stack started (safe to call twice, or after a failed start)."""
+        for server in reversed(self._servers):
+            server.stop()
+        self._servers.clear()
+        if self.demo is not None:
+            self.demo.close()
+            self.demo = None
+        if self.dynamodb is not None:
+            self.dynamodb.stop()
+            self.dynamodb = None
+        if self._workdir is not None:
+            shutil.rmtree(self._workdir, ignore_errors=True)
+            self._workdir = None
+        if self._saved_environ is not None:
+            os.environ.clear()
+            os.environ.update(self._saved_environ)
+            self._saved_environ = None
+            from calendar_connect import deployment
+
+            deployment.reset()
+
+    def __enter__(self) -> LocalStack:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _banner(stack: LocalStack) -> str:
+    assert stack.dynamodb is not None
+    return "\n".join(
+        [
+            "",
+            f"Calendar Connect is running on {stack.base_url}",
+            f"  demo:            {stack.base_url}/",
+            f"  API:             {stack.base_url}/v2/external-calendars/...",
+            f"  OAuth callback:  {stack.public_base_url}/oauth2/callback",
+            f"  sandbox provider {stack.sandbox_url} (provider id {SANDBOX_ID})",
+            f"  DynamoDB Local   {stack.dynamodb.endpoint}",
+            f"  dev API key:     {stack.api_key}",
+            "Press Ctrl-C to stop.",
+            "",
+        ]
+    )
+
+
+def main() -> int:
+    # Powertools warns on every invocation that publishes no metrics; locally that is every one.
+    warnings.filterwarnings("ignore", message="No application metrics to publish")
+    stop = threading.Event()
+    for number in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(number, lambda *_: stop.set())
+    try:
+        settings = RunnerSettings.from_environ()
+    except SystemExit as error:
+        print(error, file=sys.stderr)
+        return 2
+    stack = LocalStack(settings)
+    try:
+        stack.start()
+    except (RuntimeError, ValueError, OSError) as error:
+        print(f"local runner: could not start: {error}", file=sys.stderr)
+        return 1
+    try:
+        print(_banner(stack), flush=True)
+        stop.wait()
+    finally:
+        print("Stopping...", file=sys.stderr, flush=True)
+        stack.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
