@@ -47,7 +47,7 @@ template: $(TOOLS)/.installed
 	$(SAM) validate --lint --region $(REGION)
 
 build: $(TOOLS)/.installed
-	PYTHON=$(CURDIR)/$(VENV)/bin/python $(SAM) build --region $(REGION) --cached=false
+	PYTHON=$(CURDIR)/$(VENV)/bin/python $(SAM) build --region $(REGION) --no-cached
 
 unit: $(VENV)/.installed
 	$(PY) -m pytest tests/unit

@@ -43,7 +43,7 @@ def invalid_argument_from(errors: list[dict[str, Any]]) -> InvalidArgument:
     return InvalidArgument(f"Invalid request: {summary}", violations)
 
 
-def page(status: int, title: str, message: str) -> str:
+def page(title: str, message: str) -> str:
     """A minimal HTML page; every dynamic value escaped."""
     return (
         "<!doctype html><html lang=en><head><meta charset=utf-8>"

@@ -13,6 +13,7 @@ from urllib.parse import quote
 import httpx
 
 from .providers import Provider
+from .settings import get_settings
 
 
 class ProviderCallFailed(Exception):
@@ -34,13 +35,14 @@ _discovered: dict[str, dict[str, Any]] = {}
 _secrets: dict[str, str] = {}
 
 
-def http_client(connect_timeout: float = 3.0, read_timeout: float = 8.0) -> httpx.Client:
-    """One pooled client per container. No retries: a code can be redeemed only once."""
+def http_client() -> httpx.Client:
+    """One pooled client per container, timeouts well inside the Lambda's. No retries: a code is redeemed once."""
     global _http
     with _http_lock:
         if _http is None:
+            settings = get_settings()
             _http = httpx.Client(
-                timeout=httpx.Timeout(read_timeout, connect=connect_timeout),
+                timeout=httpx.Timeout(settings.http_read_timeout, connect=settings.http_connect_timeout),
                 follow_redirects=False,
                 headers={"Accept": "application/json", "User-Agent": "calendar-connect/1"},
             )
