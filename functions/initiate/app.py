@@ -214,7 +214,12 @@ def get_access_token(connectionId: str):  # type: ignore[no-untyped-def]
 
 def _raw_body(event: dict[str, Any]) -> bytes:
     body = event.get("body") or ""
-    return base64.b64decode(body) if event.get("isBase64Encoded") else body.encode("utf-8")
+    if not event.get("isBase64Encoded"):
+        return body.encode("utf-8")
+    try:
+        return base64.b64decode(body, validate=True)
+    except ValueError:
+        raise InvalidArgument.for_field("body", "not valid base64") from None
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, clear_state=True)
