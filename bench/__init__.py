@@ -1,0 +1,1 @@
+"""`python -m bench`: cold start, warm latency, DynamoDB capacity, layer size and memory against the floor."""

@@ -1,0 +1,170 @@
+"""`python -m bench [--quick]`: measure, print one table, and write it into docs/performance.md."""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+import time
+from pathlib import Path
+
+from bench.capacity import Capacity, measure_capacity
+from bench.cold import ColdRuns, compile_cost, measure_cold
+from bench.layer import LayerSize, measure_layer
+from bench.stack import local_stack
+from bench.warm import Latencies, measure_warm
+from local.template import ROOT
+
+DOC = ROOT / "docs" / "performance.md"
+START, END = "<!-- bench:start -->", "<!-- bench:end -->"
+COLD_TARGET, WARM_TARGET = 1.3, 1.15
+
+
+def _arguments(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="few runs, no layer build: proves the benchmark works")
+    parser.add_argument("--runs", type=int, help="cold starts per function (default 15; quick 2)")
+    parser.add_argument("--iterations", type=int, help="warm requests per scenario (default 300; quick 10)")
+    parser.add_argument(
+        "--output", type=Path, help="markdown file to update (default docs/performance.md; quick: none)"
+    )
+    args = parser.parse_args(argv)
+    args.runs = args.runs or (2 if args.quick else 15)
+    args.iterations = args.iterations or (10 if args.quick else 300)
+    if args.output is None and not args.quick:
+        args.output = DOC
+    return args
+
+
+def _ratio(ours: float, floor: float) -> str:
+    return f"{ours / floor:.2f}x" if floor else "n/a"
+
+
+def _verdict(ours: float, floor: float, target: float) -> str:
+    return "met" if floor and ours / floor <= target else "**not met**"
+
+
+def table(
+    cold: dict[str, ColdRuns],
+    warm: list[Latencies],
+    capacity: Capacity,
+    layer: LayerSize | None,
+    compile_ms: tuple[float, int],
+    runs: int,
+    iterations: int,
+) -> str:
+    floor = cold["floor"]
+    rows = [
+        "| measure | Calendar Connect | floor | ratio | target |",
+        "| --- | ---: | ---: | ---: | --- |",
+    ]
+    for name in ("InitiateFunction", "CallbackFunction"):
+        ours = cold[name]
+        rows.append(
+            f"| cold init {name}, median of {runs} (import + first request) "
+            f"| {ours.median('init_ms'):.0f} ms "
+            f"({ours.median('import_ms'):.0f} + {ours.median('first_request_ms'):.0f})"
+            f" | {floor.median('init_ms'):.0f} ms | {_ratio(ours.median('init_ms'), floor.median('init_ms'))} "
+            f"| ≤ {COLD_TARGET}x: {_verdict(ours.median('init_ms'), floor.median('init_ms'), COLD_TARGET)} |"
+        )
+    for latencies in warm:
+        p50, f50 = latencies.p50(), latencies.p50(floor=True)
+        p99, f99 = latencies.p99(), latencies.p99(floor=True)
+        rows.append(
+            f"| warm {latencies.name}, p50 of {iterations} | {p50:.2f} ms | {f50:.2f} ms | {_ratio(p50, f50)} "
+            f"| ≤ {WARM_TARGET}x: {_verdict(p50, f50, WARM_TARGET)} |"
+        )
+        rows.append(f"| warm {latencies.name}, p99 | {p99:.2f} ms | {f99:.2f} ms | {_ratio(p99, f99)} | |")
+    met = capacity.read <= capacity.minimum_read and capacity.write <= capacity.minimum_write
+    rows.append(
+        f"| DynamoDB capacity, one connect flow | {capacity.read:g} RCU + {capacity.write:g} WCU "
+        f"| {capacity.minimum_read:g} RCU + {capacity.minimum_write:g} WCU (minimum) "
+        f"| {_ratio(capacity.read + capacity.write, capacity.minimum_read + capacity.minimum_write)} "
+        f"| = minimum: {'met' if met else '**not met**'} |"
+    )
+    if layer:
+        rows.append(
+            f"| layer size, zipped / unzipped | {layer.zipped / 2**20:.1f} MiB / {layer.unzipped / 2**20:.1f} MiB "
+            f"| | | ({layer.source}) |"
+        )
+    else:
+        rows.append(
+            "| layer size | not measured: no `make build` output and none cached (`--quick` builds none) | | | |"
+        )
+    for name in ("InitiateFunction", "CallbackFunction"):
+        peak, floor_peak = cold[name].median("peak_mib"), floor.median("peak_mib")
+        rows.append(
+            f"| peak memory {name} after its first request (ru_maxrss) | {peak:.0f} MiB "
+            f"| {floor_peak:.0f} MiB | {_ratio(peak, floor_peak)} | |"
+        )
+    rows.append(
+        f"| bytecode compilation at each Lambda cold start (layer ships no .pyc) | {compile_ms[0]:.0f} ms "
+        f"({compile_ms[1]} modules) | 0 ms | | not in the cold rows above |"
+    )
+    return "\n".join(rows)
+
+
+def details(cold: dict[str, ColdRuns], capacity: Capacity, layer: LayerSize | None) -> str:
+    lines = ["DynamoDB calls of one connect flow (ReturnConsumedCapacity=INDEXES):", ""]
+    lines += [
+        f"- {c.operation} {c.table}: {c.read:g} RCU, {c.write:g} WCU"
+        + (f" + {c.index_write:g} WCU index" if c.index_write else "")
+        for c in capacity.calls
+    ]
+    lines += ["", "The minimum:", ""] + [f"- {why}" for why in capacity.minimum_why]
+    lines += ["", "CPU time of a cold start (median; the rest is waiting on DynamoDB and the token server):", ""]
+    lines += [f"- {name}: {runs.median('cpu_ms'):.0f} ms" for name, runs in cold.items()]
+    if layer:
+        lines += ["", "Largest parts of the layer, unzipped:", ""]
+        lines += [f"- {name or '(top level)'}: {size / 2**20:.1f} MiB" for name, size in layer.packages[:8]]
+    return "\n".join(lines)
+
+
+def write(path: Path, command: str, body: str) -> None:
+    block = f"{START}\n{body}\n{END}"
+    text = path.read_text() if path.exists() else f"# Performance\n\n{START}\n{END}\n"
+    if START not in text:
+        text = text.rstrip("\n") + f"\n\n{START}\n{END}\n"
+    head, _, rest = text.partition(START)
+    _, _, tail = rest.partition(END)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(head + block + tail)
+    print(f"\nwritten to {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path} ({command})")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _arguments(argv)
+    started = time.monotonic()
+    layer = measure_layer(build=not args.quick)
+    with local_stack() as stack:
+        cold = measure_cold(stack, args.runs)
+        warm = measure_warm(stack, args.iterations)
+        capacity = measure_capacity(stack)
+    modules = sorted(
+        set(cold["InitiateFunction"].runs[0]["modules"]) | set(cold["CallbackFunction"].runs[0]["modules"])
+    )
+    compile_ms = compile_cost(modules)
+    command = "make bench" if not args.quick else "python -m bench --quick"
+    if argv is None and len(sys.argv) > 1:
+        command = "python -m bench " + " ".join(sys.argv[1:])
+    body = "\n".join(
+        [
+            f"Reproduce with `{command}` (from the repository root). Last run: "
+            f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, Python {platform.python_version()} on "
+            f"{platform.machine()}, {_cpus()} CPUs, {time.monotonic() - started:.0f} s.",
+            "",
+            table(cold, warm, capacity, layer, compile_ms, args.runs, args.iterations),
+            "",
+            details(cold, capacity, layer),
+        ]
+    )
+    print(body)
+    if args.output:
+        write(args.output, command, body)
+    return 0
+
+
+def _cpus() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1

@@ -1,0 +1,185 @@
+"""Warm latency: the handlers invoked in this process, each request next to the floor's same calls made directly."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import boto3
+import httpx
+from botocore.config import Config
+
+from bench.flow import INITIATE_EVENTS, access_token_event, callback_event, connect, script_token_answer, start_attempt
+from bench.stack import Stack
+from tests.support.lambda_runtime import EXAMPLE_CLIENT_ID, invoke, load_event
+
+PENDING, CONNECTIONS, API_CLIENTS = "PendingAuthorizationsTable", "ConnectionsTable", "ApiClientsTable"
+
+
+@dataclass
+class Latencies:
+    name: str
+    ours: list[float] = field(default_factory=list)
+    floor: list[float] = field(default_factory=list)
+
+    @staticmethod
+    def percentile(values: list[float], q: float) -> float:
+        ordered = sorted(values)
+        return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+    def p50(self, floor: bool = False) -> float:
+        return statistics.median(self.floor if floor else self.ours)
+
+    def p99(self, floor: bool = False) -> float:
+        return self.percentile(self.floor if floor else self.ours, 0.99)
+
+
+class Floor:
+    """What any implementation must do per request: the same DynamoDB and HTTP calls, made directly."""
+
+    def __init__(self, stack: Stack) -> None:
+        config = Config(connect_timeout=2, read_timeout=5, retries={"max_attempts": 3, "mode": "standard"})
+        self.db = boto3.client("dynamodb", endpoint_url=stack.dynamodb.endpoint, config=config)
+        self.http = httpx.Client(timeout=8.0)
+        self.stack = stack
+        self.token_endpoint = f"{stack.provider.base_url}/google/token"
+
+    def authenticate(self) -> None:
+        self.db.get_item(TableName=API_CLIENTS, Key={"clientId": {"S": EXAMPLE_CLIENT_ID}}, ConsistentRead=True)
+
+    def pending_item(self, state_hash: str) -> dict[str, Any]:
+        now = int(time.time())
+        return {
+            "stateHash": {"S": state_hash},
+            "providerId": {"S": "google"},
+            "clientId": {"S": EXAMPLE_CLIENT_ID},
+            "scheduleId": {"S": "schedule-42"},
+            "returnUrl": {"S": "https://booking.example.com/calendar/connected?tab=staff"},
+            "dialect": {"S": "wix"},
+            "redirectUri": {"S": "https://calendar-connect.example.org/oauth2/callback"},
+            "codeVerifier": {"S": secrets.token_urlsafe(64)},
+            "nonce": {"S": secrets.token_urlsafe(16)},
+            "createdAt": {"N": str(now)},
+            "expiresAt": {"N": str(now + 600)},
+            "status": {"S": "PENDING"},
+            "requiresBrowserBinding": {"BOOL": False},
+        }
+
+    def initiate(self) -> None:
+        self.authenticate()
+        state_hash = hashlib.sha256(secrets.token_urlsafe(32).encode()).hexdigest()
+        self.db.put_item(
+            TableName=PENDING, Item=self.pending_item(state_hash), ConditionExpression="attribute_not_exists(stateHash)"
+        )
+
+    def prepare_callback(self) -> str:
+        state_hash = hashlib.sha256(secrets.token_urlsafe(32).encode()).hexdigest()
+        self.db.put_item(TableName=PENDING, Item=self.pending_item(state_hash))
+        script_token_answer(self.stack, None)
+        return state_hash
+
+    def callback(self, state_hash: str) -> None:
+        key = {"stateHash": {"S": state_hash}}
+        self.db.get_item(TableName=PENDING, Key=key, ConsistentRead=True)
+        now = str(int(time.time()))
+        self.db.update_item(
+            TableName=PENDING,
+            Key=key,
+            UpdateExpression="SET #s = :c",
+            ConditionExpression="#s = :p AND expiresAt > :now",
+            ExpressionAttributeNames={"#s": "status"},
+            ExpressionAttributeValues={":c": {"S": "CONSUMED"}, ":p": {"S": "PENDING"}, ":now": {"N": now}},
+        )
+        self.http.post(self.token_endpoint, data={"grant_type": "authorization_code", "code": "c"}).json()
+        self.db.update_item(
+            TableName=CONNECTIONS,
+            Key={"connectionId": {"S": "floor-connection"}},
+            UpdateExpression="SET clientId = :c, scheduleId = :s, listKey = :l, tokens = :t, #s = :st",
+            ExpressionAttributeNames={"#s": "status"},
+            ExpressionAttributeValues={
+                ":c": {"S": EXAMPLE_CLIENT_ID},
+                ":s": {"S": "schedule-42"},
+                ":l": {"S": f"{EXAMPLE_CLIENT_ID}#2026-11-21T09:00:00Z#floor-connection"},
+                ":t": {"B": secrets.token_bytes(200)},
+                ":st": {"S": "CONNECTED"},
+            },
+            ReturnValues="ALL_NEW",
+        )
+        self.db.update_item(
+            TableName=PENDING,
+            Key=key,
+            UpdateExpression="SET #s = :d, outcome = :o",
+            ExpressionAttributeNames={"#s": "status"},
+            ExpressionAttributeValues={":d": {"S": "DONE"}, ":o": {"M": {"connectionId": {"S": "floor-connection"}}}},
+        )
+
+    def access_token(self, connection_id: str) -> None:
+        self.authenticate()
+        self.db.get_item(TableName=CONNECTIONS, Key={"connectionId": {"S": connection_id}}, ConsistentRead=True)
+
+
+def _timed(call: Callable[[], Any]) -> float:
+    started = time.perf_counter()
+    call()
+    return (time.perf_counter() - started) * 1000
+
+
+def _run(latencies: Latencies, ours: Callable[[], float], floor: Callable[[], float], iterations: int) -> Latencies:
+    for _ in range(min(5, iterations)):  # warm both: connections open, lazy imports done
+        ours()
+        floor()
+    for i in range(iterations):
+        # Alternate which goes first, so neither always follows the other's garbage.
+        first, second = (ours, floor) if i % 2 else (floor, ours)
+        a, b = first(), second()
+        latencies.ours.append(a if first is ours else b)
+        latencies.floor.append(b if first is ours else a)
+    return latencies
+
+
+def _ok(answer: dict[str, Any], status: int) -> None:
+    assert answer["statusCode"] == status, answer
+
+
+def measure_warm(stack: Stack, iterations: int) -> list[Latencies]:
+    floor = Floor(stack)
+    results = []
+    for dialect, event_file in INITIATE_EVENTS.items():
+        event = load_event(event_file)
+        results.append(
+            _run(
+                Latencies(f"initiate ({dialect})"),
+                lambda event=event: _timed(lambda: _ok(invoke("InitiateFunction", event), 200)),
+                lambda: _timed(floor.initiate),
+                iterations,
+            )
+        )
+
+    def callback() -> float:
+        state, nonce = start_attempt()
+        script_token_answer(stack, nonce)
+        event = callback_event(state)
+        return _timed(lambda: _ok(invoke("CallbackFunction", event), 302))
+
+    def callback_floor() -> float:
+        state_hash = floor.prepare_callback()
+        return _timed(lambda: floor.callback(state_hash))
+
+    results.append(_run(Latencies("callback (success)"), callback, callback_floor, iterations))
+
+    connection_id = connect(stack)
+    event = access_token_event(connection_id)
+    results.append(
+        _run(
+            Latencies("access-token (no refresh)"),
+            lambda: _timed(lambda: _ok(invoke("InitiateFunction", event), 200)),
+            lambda: _timed(lambda: floor.access_token(connection_id)),
+            iterations,
+        )
+    )
+    return results

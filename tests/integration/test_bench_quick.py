@@ -1,0 +1,43 @@
+"""`python -m bench --quick` runs end to end and writes its table (figures only; no timing is asserted)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from local.template import ROOT
+
+
+def test_the_quick_benchmark_prints_and_writes_every_row(tmp_path):
+    # Given a markdown file with text around the figures' block
+    output = tmp_path / "performance.md"
+    output.write_text("# Performance\n\nkept before\n\n<!-- bench:start -->\nold\n<!-- bench:end -->\n\nkept after\n")
+    # When the quick benchmark runs (its own DynamoDB Local and token server)
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--output", str(output)],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "layers" / "shared" / "python")},
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    # Then it succeeds, and the table holds every measure, printed and written between the markers
+    assert done.returncode == 0, done.stderr[-3000:]
+    text = output.read_text()
+    assert "kept before" in text and "kept after" in text and "\nold\n" not in text
+    for row in (
+        "cold init InitiateFunction",
+        "cold init CallbackFunction",
+        "warm initiate (wix), p50",
+        "warm initiate (teamup), p50",
+        "warm callback (success), p50",
+        "warm access-token (no refresh), p99",
+        "DynamoDB capacity, one connect flow",
+        "layer size",
+        "peak memory InitiateFunction",
+        "peak memory CallbackFunction",
+    ):
+        assert row in done.stdout and row in text, row
+    assert "python -m bench --quick" in text
