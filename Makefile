@@ -3,6 +3,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 TOOLS := .venv-tools
+CHECKS := .venv-checks
 PY := $(VENV)/bin/python
 SAM := $(TOOLS)/bin/sam
 REGION ?= us-east-1
@@ -21,6 +22,11 @@ $(TOOLS)/.installed: requirements-tools.txt
 	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check -r requirements-tools.txt
 	touch $@
 
+$(CHECKS)/.installed: requirements-checks.txt
+	$(PYTHON) -m venv $(CHECKS)
+	$(CHECKS)/bin/pip install --quiet --disable-pip-version-check -r requirements-checks.txt
+	touch $@
+
 node_modules/.installed: package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
@@ -31,7 +37,7 @@ browser:
 		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
 		else sudo apt-get update -qq && sudo apt-get install -y -qq chromium >/dev/null; fi; }
 
-install: $(VENV)/.installed $(TOOLS)/.installed node_modules/.installed
+install: $(VENV)/.installed $(TOOLS)/.installed $(CHECKS)/.installed node_modules/.installed
 
 run: $(VENV)/.installed node_modules/.installed
 	$(PY) -m local.runner
@@ -43,8 +49,11 @@ lint: $(VENV)/.installed
 typecheck: $(VENV)/.installed
 	$(VENV)/bin/mypy
 
-template: $(TOOLS)/.installed
+# sam's own lint, the serverless rules, and checkov; each suppression is justified in template.yaml.
+template: $(TOOLS)/.installed $(CHECKS)/.installed
 	$(SAM) validate --lint --region $(REGION)
+	$(CHECKS)/bin/cfn-lint template.yaml --append-rules cfn_lint_serverless.rules
+	$(CHECKS)/bin/checkov -f template.yaml --framework cloudformation --compact --quiet --skip-download
 
 build: $(TOOLS)/.installed
 	PYTHON=$(CURDIR)/$(VENV)/bin/python $(SAM) build --region $(REGION) --no-cached
@@ -65,4 +74,4 @@ bench: $(VENV)/.installed node_modules/.installed
 	$(PY) -m bench
 
 clean:
-	rm -rf $(VENV) $(TOOLS) node_modules .aws-sam .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(TOOLS) $(CHECKS) node_modules .aws-sam .pytest_cache .mypy_cache .ruff_cache
