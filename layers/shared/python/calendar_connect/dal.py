@@ -215,19 +215,26 @@ class Connections(_Table):
     def list_for_schedule(
         self, client_id: str, schedule_id: str, limit: int, cursor: dict[str, Any] | None
     ) -> tuple[list[ConnectionRecord], dict[str, Any] | None]:
+        """One page, oldest first, and the key to continue after it; None when nothing follows."""
         request: dict[str, Any] = {
             "TableName": self.name,
             "IndexName": self.index,
             "KeyConditionExpression": "scheduleId = :schedule AND begins_with(listKey, :client)",
             "ExpressionAttributeValues": _values(schedule=schedule_id, client=f"{client_id}#"),
-            "Limit": limit,
+            # One more than a page: DynamoDB hands back a LastEvaluatedKey whenever a page is full, even the last.
+            "Limit": limit + 1,
         }
         if cursor:
             request["ExclusiveStartKey"] = cursor
         with _storage_errors():
             answer = self._client.query(**request)
-        records = [_connection(_from_item(item)) for item in answer.get("Items", [])]
-        return records, answer.get("LastEvaluatedKey")
+        items = answer.get("Items", [])
+        if len(items) > limit:
+            items = items[:limit]
+            last = {name: items[-1][name] for name in ("connectionId", "scheduleId", "listKey")}
+        else:
+            last = answer.get("LastEvaluatedKey")  # only when the 1 MB answer limit cut the page short
+        return [_connection(_from_item(item)) for item in items], last
 
     def acquire_refresh_lease(self, connection_id: str, version: int, now: int, until: int) -> bool:
         return (
