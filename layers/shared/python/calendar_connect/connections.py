@@ -36,10 +36,13 @@ from .token_cipher import DecryptionError
 REFRESH_MARGIN_SECONDS = 300  # refresh when the token expires within 5 minutes
 _LEASE_SECONDS = 30
 _WAIT_SECONDS = 20.0
+_MAX_ID_BYTES = 256  # ours are UUIDs; DynamoDB refuses partition keys over 2048 bytes
 
 
 def get_owned(deployment: Deployment, client: ApiClient, connection_id: str) -> ConnectionRecord:
     """Another client's connection is as unknown as one that does not exist."""
+    if len(connection_id.encode()) > _MAX_ID_BYTES:
+        raise NotFound("Unknown connection")  # DynamoDB would refuse the key, and that is no outage
     record = deployment.storage.connections.get(connection_id)
     if record is None or record.clientId != client.clientId:
         raise NotFound("Unknown connection")
@@ -95,17 +98,7 @@ def disconnect(
         record = get_owned(deployment, client, connection_id)
         if record.status is ConnectionStatus.DISCONNECTED:
             return DisconnectResponse(connection=record.public(), revokedAtProvider=record.revokedAtProvider)
-        tokens = _tokens(deployment, record)
-        revoked: bool | None = None
-        provider = deployment.provider(record.providerId)
-        if provider is not None and tokens is not None:
-            provider, secret = _provider(deployment, record)
-            token = tokens.refresh_token or tokens.access_token
-            revoked = revoke(provider, secret, token, "refresh_token" if tokens.refresh_token else "access_token")
-            if revoked is False:
-                logger.warning("revocation failed at the provider", extra={"providerId": provider.id})
-        elif provider is not None and provider.revocation_endpoint:
-            revoked = False  # nothing left to revoke with (REAUTH_REQUIRED erased it)
+        revoked = _revoke(deployment, record)
         stamp = iso(int(time.time()) if now is None else now)
         updated = deployment.storage.connections.mark_disconnected(connection_id, record.version, stamp, revoked)
         if updated is not None:
@@ -114,64 +107,137 @@ def disconnect(
         # Changed under us (a refresh or reconnect): read it again.
 
 
+def _revoke(deployment: Deployment, record: ConnectionRecord) -> bool | None:
+    """None: the provider offers no revocation; False: it was tried or impossible, and not confirmed.
+
+    Whatever happens here, the caller erases the tokens: a failed revocation never keeps them.
+    """
+    configured = deployment.provider(record.providerId)
+    if configured is None or not (configured.revocation_endpoint or configured.discovery):
+        return None
+    try:
+        provider, secret = _provider(deployment, record)
+    except (Internal, Unavailable) as error:
+        logger.warning("revocation impossible", extra={"providerId": record.providerId, "code": error.code})
+        return False
+    if not provider.revocation_endpoint:
+        return None
+    try:
+        tokens = deployment.cipher.decrypt(record.connectionId, record.tokens) if record.tokens else None
+    except DecryptionError:
+        # StorageUnavailable (KMS down) is not caught: the tokens stay, to be revoked on a retry.
+        logger.error(
+            "stored tokens do not decrypt; erasing them unrevoked", extra={"connectionId": record.connectionId}
+        )
+        return False
+    if tokens is None:
+        return False  # REAUTH_REQUIRED erased them: nothing left to revoke with
+    token, hint = (
+        (tokens.refresh_token, "refresh_token") if tokens.refresh_token else (tokens.access_token, "access_token")
+    )
+    revoked = revoke(provider, secret, token, hint)
+    if revoked is False:
+        logger.warning("revocation failed at the provider", extra={"providerId": provider.id})
+    return revoked
+
+
 def access_token(deployment: Deployment, client: ApiClient, connection_id: str) -> AccessTokenResponse:
     """A token valid for at least 5 more minutes; one refresh at the provider however many ask at once."""
     deadline = time.monotonic() + _WAIT_SECONDS
     delay = 0.05
     connections = deployment.storage.connections
+    waited_on: int | None = None  # the version someone else was refreshing when this call began to wait
     while True:
         now = int(time.time())
         record = get_owned(deployment, client, connection_id)
-        if record.status is ConnectionStatus.DISCONNECTED:
-            raise FailedPrecondition("The connection is disconnected", application_code="DISCONNECTED")
-        if record.status is ConnectionStatus.REAUTH_REQUIRED:
-            raise FailedPrecondition(
-                "The provider no longer honours this connection; the person must connect again",
-                application_code="REAUTH_REQUIRED",
-            )
+        _refuse_unusable(record)
         tokens = _tokens(deployment, record)
         if tokens is None:
             raise Internal("The connection has no tokens")
         if tokens.expires_at - now > REFRESH_MARGIN_SECONDS:
-            return AccessTokenResponse(accessToken=tokens.access_token, expiresAt=iso(tokens.expires_at))
-        leased = record.refreshLeaseUntil is None or record.refreshLeaseUntil < now
-        if leased and connections.acquire_refresh_lease(connection_id, record.version, now, now + _LEASE_SECONDS):
-            return _refresh(deployment, record, tokens, now)
-        # Someone else is refreshing: wait for the new version, then read it.
+            return _answer(tokens)
+        if waited_on is not None and record.version > waited_on and tokens.expires_at > now:
+            # Refreshed by the call we waited for: a provider granting under 5 minutes must not get one refresh each.
+            return _answer(tokens)
+        lease_free = record.refreshLeaseUntil is None or record.refreshLeaseUntil < now
+        if lease_free and connections.acquire_refresh_lease(connection_id, record.version, now, now + _LEASE_SECONDS):
+            answer = _refresh(deployment, record, tokens, now)
+            if answer is not None:
+                return answer
+            # The connection changed during the refresh (reconnected, disconnected): its new state answers.
+        else:
+            waited_on = record.version if waited_on is None else waited_on
         if time.monotonic() > deadline:
             raise Unavailable("The token refresh is taking too long; try again", retry_after=2)
         time.sleep(delay)
         delay = min(delay * 2, 0.5)
 
 
-def _refresh(deployment: Deployment, record: ConnectionRecord, tokens: TokenSet, now: int) -> AccessTokenResponse:
+def _refuse_unusable(record: ConnectionRecord) -> None:
+    if record.status is ConnectionStatus.DISCONNECTED:
+        raise FailedPrecondition("The connection is disconnected", application_code="DISCONNECTED")
+    if record.status is ConnectionStatus.REAUTH_REQUIRED:
+        raise _reauth_required()
+
+
+def _reauth_required() -> FailedPrecondition:
+    return FailedPrecondition(
+        "The provider no longer honours this connection; the person must connect again",
+        application_code="REAUTH_REQUIRED",
+    )
+
+
+def _answer(tokens: TokenSet) -> AccessTokenResponse:
+    return AccessTokenResponse(accessToken=tokens.access_token, expiresAt=iso(tokens.expires_at))
+
+
+def _refresh(
+    deployment: Deployment, record: ConnectionRecord, tokens: TokenSet, now: int
+) -> AccessTokenResponse | None:
+    """Holding the lease: one refresh at the provider, written only over the version it started from.
+
+    None when the connection changed meanwhile; the caller reads it again.
+    """
     connections = deployment.storage.connections
-    provider, secret = _provider(deployment, record)
-    if not tokens.refresh_token:
-        raise Internal("The connection has no refresh token")
     try:
+        provider, secret = _provider(deployment, record)
+        if not tokens.refresh_token:
+            raise Internal("The connection has no refresh token")
         body = refresh(provider, secret, tokens.refresh_token)
         fresh = TokenSet(**token_set_fields(body, now))
     except ProviderCallFailed as error:
         if error.oauth_error == "invalid_grant":
-            connections.mark_reauth_required(record.connectionId, record.version, iso(now))
+            if connections.mark_reauth_required(record.connectionId, record.version, iso(now)) is None:
+                return None
             logger.info("refresh token no longer honoured", extra={"connectionId": record.connectionId})
-            raise FailedPrecondition(
-                "The provider no longer honours this connection; the person must connect again",
-                application_code="REAUTH_REQUIRED",
-            ) from None
-        connections.release_refresh_lease(record.connectionId, record.version)
+            raise _reauth_required() from None
+        _release_lease(deployment, record)
         logger.warning("refresh failed", extra={"cause": error.reason, "oauthError": error.oauth_error})
         raise Unavailable("The provider did not refresh the token; try again shortly") from None
+    except BaseException:
+        _release_lease(deployment, record)  # the next call may refresh at once, not after the lease runs out
+        raise
     if not fresh.refresh_token:
         fresh = fresh.model_copy(update={"refresh_token": tokens.refresh_token})  # not rotated: keep the old one
-    stored = connections.store_refreshed_tokens(
-        record.connectionId,
-        record.version,
-        deployment.cipher.encrypt(record.connectionId, fresh),
-        fresh.expires_at,
-        iso(now),
-    )
+    try:
+        stored = connections.store_refreshed_tokens(
+            record.connectionId,
+            record.version,
+            deployment.cipher.encrypt(record.connectionId, fresh),
+            fresh.expires_at,
+            iso(now),
+        )
+    except BaseException:
+        _release_lease(deployment, record)
+        raise
     if stored is None:
         logger.warning("connection changed during refresh", extra={"connectionId": record.connectionId})
-    return AccessTokenResponse(accessToken=fresh.access_token, expiresAt=iso(fresh.expires_at))
+        return None
+    return _answer(fresh)
+
+
+def _release_lease(deployment: Deployment, record: ConnectionRecord) -> None:
+    try:
+        deployment.storage.connections.release_refresh_lease(record.connectionId, record.version)
+    except StorageUnavailable:
+        logger.warning("refresh lease not released; it runs out by itself", extra={"connectionId": record.connectionId})
