@@ -82,8 +82,8 @@ class Runner:
         return self.process.returncode
 
 
-def start_runner(log_dir: Path, **environment: str) -> Runner:
-    port, dynamodb_port, sandbox_port = free_port(), free_port(), free_port()
+def start_runner(log_dir: Path, port: int | None = None, **environment: str) -> Runner:
+    port, dynamodb_port, sandbox_port = port or free_port(), free_port(), free_port()
     api_key = new_api_key()
     env = {
         **os.environ,
