@@ -42,9 +42,10 @@ def _storage_errors() -> Iterator[None]:
     try:
         yield
     except ClientError as error:
-        if error.response.get("Error", {}).get("Code") == _CONDITION_FAILED:
-            raise
-        raise StorageUnavailable(error.response.get("Error", {}).get("Code", "ClientError")) from error
+        code = error.response.get("Error", {}).get("Code", "ClientError")
+        if code in (_CONDITION_FAILED, "ValidationException"):
+            raise  # a refused condition, or a request we built wrong: not an outage
+        raise StorageUnavailable(code) from error
     except BotoCoreError as error:
         raise StorageUnavailable(type(error).__name__) from error
 
