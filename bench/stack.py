@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import logging
 import os
 import secrets
 import tempfile
@@ -81,6 +82,7 @@ def local_stack() -> Iterator[Stack]:
     """Start DynamoDB Local (tables from template.yaml) and the token server; this process gets their environment."""
     with tempfile.TemporaryDirectory(prefix="cc-bench-") as directory, DynamoDBLocal() as dynamodb:
         dynamodb.create_tables()
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one access-log line per token request otherwise
         provider = ProviderServer().start()
         try:
             env = _environment(dynamodb, provider, Path(directory))
