@@ -84,7 +84,7 @@ class Runner:
 
 def start_runner(log_dir: Path, port: int | None = None, **environment: str) -> Runner:
     port, dynamodb_port, sandbox_port = port or free_port(), free_port(), free_port()
-    api_key = new_api_key()
+    api_key = environment.get("LOCAL_API_KEY") or new_api_key()
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(ROOT / "layers" / "shared" / "python"), str(ROOT)]),
