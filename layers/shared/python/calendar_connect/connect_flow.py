@@ -382,6 +382,8 @@ def _connect(deployment: Deployment, pending: PendingAuthorization, params: dict
     try:
         deployment.storage.connections.upsert_connected(record)
     except StorageUnavailable:
+        # Tokens we cannot keep must not stay live at the provider, granted and unreachable.
+        _revoke_quietly(provider, secret, tokens)
         raise AuthorizationFailure("internal", "storage_unavailable") from None
     return connection_id
 
