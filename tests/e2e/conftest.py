@@ -95,7 +95,15 @@ def start_runner(log_dir: Path, port: int | None = None, **environment: str) -> 
         "PYTHONUNBUFFERED": "1",
         **environment,
     }
-    for inherited in ("PROVIDERS_FILE", "PUBLIC_BASE_URL", "LOCAL_REDIRECT_PREFIXES"):
+    # Settings a developer's shell may hold must not change what the tests see.
+    for inherited in (
+        "PROVIDERS_FILE",
+        "PUBLIC_BASE_URL",
+        "LOCAL_REDIRECT_PREFIXES",
+        "BROWSER_BINDING",
+        "SANDBOX_ACCESS_TOKEN_SECONDS",
+        "LOCAL_QUIET",
+    ):
         if inherited not in environment:
             env.pop(inherited, None)
     log = log_dir / "runner.log"
