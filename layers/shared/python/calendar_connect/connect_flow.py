@@ -197,14 +197,11 @@ _STORAGE_DOWN = Page(
 )
 
 
-def open_attempt(
-    deployment: Deployment, attempt: str | None, cookies: dict[str, str], secure_cookie: bool, now: int | None = None
-) -> Redirect | Page:
-    """The optional hop: bind the attempt to this browser, then send it to the provider."""
-    now = int(time.time()) if now is None else now
-    if not attempt:
-        return _UNKNOWN
-    state_hash = hash_secret(attempt)
+def _live_attempt(deployment: Deployment, state_hash: str, now: int) -> PendingAuthorization | Redirect | Page:
+    """The attempt, or the answer for one that cannot go on: unknown (no trusted target), expired, storage down.
+
+    Expiry is checked here, on every read: DynamoDB's TTL deletes items only within about two days.
+    """
     try:
         pending = deployment.storage.pending.get(state_hash)
     except StorageUnavailable:
@@ -213,6 +210,20 @@ def open_attempt(
         return _UNKNOWN
     if now >= pending.expiresAt:
         return Redirect(outcome_url(pending, _failure("internal", "expired")))
+    return pending
+
+
+def open_attempt(
+    deployment: Deployment, attempt: str | None, cookies: dict[str, str], secure_cookie: bool, now: int | None = None
+) -> Redirect | Page:
+    """The optional hop: bind the attempt to this browser, then send it to the provider."""
+    now = int(time.time()) if now is None else now
+    if not attempt:
+        return _UNKNOWN
+    state_hash = hash_secret(attempt)
+    pending = _live_attempt(deployment, state_hash, now)
+    if not isinstance(pending, PendingAuthorization):
+        return pending
     if pending.status == "DONE" and pending.outcome:
         return Redirect(outcome_url(pending, pending.outcome))
     name = binding_cookie_name(state_hash)
@@ -268,14 +279,9 @@ def finish_authorization(
         return _UNKNOWN
     state_hash = hash_secret(state)
     store = deployment.storage.pending
-    try:
-        pending = store.get(state_hash)
-    except StorageUnavailable:
-        return _STORAGE_DOWN
-    if pending is None:
-        return _UNKNOWN
-    if now >= pending.expiresAt:
-        return Redirect(outcome_url(pending, _failure("internal", "expired")))
+    pending = _live_attempt(deployment, state_hash, now)
+    if not isinstance(pending, PendingAuthorization):
+        return pending
     try:
         claimed = pending.status == "PENDING" and store.claim(state_hash, now)
     except StorageUnavailable:
