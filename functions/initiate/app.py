@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import traceback
 from email.parser import BytesParser
 from email.policy import HTTP
 from typing import Annotated, Any
@@ -11,7 +12,11 @@ from urllib.parse import parse_qsl
 from xml.sax.saxutils import escape
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
-from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.exceptions import (
+    RequestUnsupportedContentType,
+    RequestValidationError,
+)
+from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
 from aws_lambda_powertools.event_handler.openapi.params import Body, Query
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -39,6 +44,7 @@ from calendar_connect.models import (
     ConnectionsPage,
     Dialect,
     DisconnectResponse,
+    ErrorBody,
     ProviderInfo,
     ProvidersResponse,
     TeamUpInitiateRequest,
@@ -48,7 +54,32 @@ from calendar_connect.models import (
 from calendar_connect.observability import logger, metrics, tracer
 
 app = APIGatewayHttpResolver(enable_validation=True)
+app.configure_openapi(
+    title="Calendar Connect management API",
+    version="2",
+    security_schemes={"apiKey": HTTPBearer(description="Authorization: Bearer <api key> (or Token <api key>)")},
+    security=[{"apiKey": []}],
+)
 CONNECTIONS = "/v2/external-calendars/connections"
+_ERROR_WHEN = {
+    400: "Invalid input (INVALID_ARGUMENT)",
+    401: "No key, unknown or revoked key (UNAUTHENTICATED)",
+    403: "Return URL outside the client's allowed prefixes (PERMISSION_DENIED)",
+    404: "Unknown provider or connection (NOT_FOUND)",
+    413: "Body over 16 KiB (PAYLOAD_TOO_LARGE)",
+    428: "FAILED_PRECONDITION (NOT_SUPPORTED_BY_PROVIDER, REAUTH_REQUIRED or DISCONNECTED)",
+    500: "INTERNAL",
+    503: "Storage or a dependency is down (UNAVAILABLE); Retry-After set",
+}
+
+
+def _errors(*statuses: int, ok: dict[str, Any] | None = None) -> dict[int, Any]:
+    """A route's documented answers: 200 (its return type unless `ok` says otherwise) and its errors."""
+    shared = (400, 401, 413, 500, 503)
+    answers: dict[int, Any] = {200: {"description": "Successful Response", **({"content": ok} if ok else {})}}
+    for status in sorted({*shared, *statuses}):
+        answers[status] = {"description": _ERROR_WHEN[status], "content": {JSON: {"model": ErrorBody}}}
+    return answers
 
 
 def _client() -> ApiClient:
@@ -77,6 +108,28 @@ def _validation_error(error: RequestValidationError) -> Response:
     return _api_error(invalid_argument_from(list(error.errors())))
 
 
+@app.exception_handler(RequestUnsupportedContentType)
+def _unsupported_content_type(error: RequestUnsupportedContentType) -> Response:
+    # A JSON route sent another media type: a malformed body (400), as the contract has no 415.
+    return _api_error(InvalidArgument.for_field("body", "must be application/json"))
+
+
+@app.exception_handler(ValueError)
+def _unreadable_body(error: ValueError) -> Response:
+    # Powertools raises a bare ValueError for a body it cannot parse (multipart without a boundary):
+    # that is the caller's malformed body; any other ValueError is ours, a 500.
+    frames = traceback.extract_tb(error.__traceback__)
+    if any(f.name == "_get_body" and "openapi_validation" in f.filename for f in frames):
+        return _api_error(InvalidArgument.for_field("body", "malformed body"))
+    return _unexpected(error)
+
+
+@app.not_found
+def _no_route(error: Exception) -> Response:
+    # A path API Gateway routed here that no route pattern accepts (e.g. a connection id with "?").
+    return _api_error(NotFound("Not found"))
+
+
 @app.exception_handler(StorageUnavailable)
 def _storage_unavailable(error: StorageUnavailable) -> Response:
     return _api_error(Unavailable())
@@ -88,7 +141,7 @@ def _unexpected(error: Exception) -> Response:
     return _api_error(Internal("Internal error"))
 
 
-@app.post("/v2/external-calendars/connections/connect-by-oauth")
+@app.post("/v2/external-calendars/connections/connect-by-oauth", responses=_errors(403, 404, 428))
 def connect_by_oauth(request: Annotated[ConnectByOAuthRequest, Body()]) -> ConnectByOAuthResponse:
     started = start_authorization(
         deployment.current(),
@@ -130,7 +183,15 @@ def _form_fields(content_type: str, body: bytes) -> dict[str, Any]:
     raise ValueError(f"unsupported content type {media_type}")
 
 
-@app.post("/api/v2/external_calendars/accounts/oauth2/initiate")
+@app.post(
+    "/api/v2/external_calendars/accounts/oauth2/initiate",
+    responses=_errors(
+        403,
+        404,
+        428,
+        ok={JSON: {"model": TeamUpInitiateResponse}, "application/xml": {"schema": {"type": "string"}}},
+    ),
+)
 def teamup_initiate(response_format: Annotated[str, Query(alias="format", pattern="^(json|xml)$")] = "json"):  # type: ignore[no-untyped-def]
     event = app.current_event
     try:
@@ -171,7 +232,7 @@ def teamup_initiate(response_format: Annotated[str, Query(alias="format", patter
     return Response(200, JSON, answer.model_dump_json(), headers={"Cache-Control": "no-store"})
 
 
-@app.get("/v2/external-calendars/providers")
+@app.get("/v2/external-calendars/providers", responses=_errors())
 def list_providers() -> ProvidersResponse:
     return ProvidersResponse(
         providers=[
@@ -188,7 +249,7 @@ def list_providers() -> ProvidersResponse:
     )
 
 
-@app.get(CONNECTIONS)
+@app.get(CONNECTIONS, responses=_errors())
 def list_connections(
     scheduleId: Annotated[str, Query(min_length=1, max_length=200)],
     cursor: Annotated[str | None, Query(max_length=2048)] = None,
@@ -196,17 +257,19 @@ def list_connections(
     return connections.list_connections(deployment.current(), _client(), scheduleId, cursor)
 
 
-@app.get(CONNECTIONS + "/<connectionId>")
+@app.get(CONNECTIONS + "/<connectionId>", responses=_errors(404))
 def get_connection(connectionId: str) -> ConnectionResponse:
     return ConnectionResponse(connection=connections.get_owned(deployment.current(), _client(), connectionId).public())
 
 
-@app.delete(CONNECTIONS + "/<connectionId>")
+@app.delete(CONNECTIONS + "/<connectionId>", responses=_errors(404))
 def delete_connection(connectionId: str) -> DisconnectResponse:
     return connections.disconnect(deployment.current(), _client(), connectionId)
 
 
-@app.post(CONNECTIONS + "/<connectionId>/access-token")
+@app.post(
+    CONNECTIONS + "/<connectionId>/access-token", responses=_errors(404, 428, ok={JSON: {"model": AccessTokenResponse}})
+)
 def get_access_token(connectionId: str):  # type: ignore[no-untyped-def]
     answer: AccessTokenResponse = connections.access_token(deployment.current(), _client(), connectionId)
     return Response(200, JSON, answer.model_dump_json(), headers={"Cache-Control": "no-store"})

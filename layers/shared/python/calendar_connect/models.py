@@ -108,6 +108,32 @@ class AccessTokenResponse(BaseModel):
     expiresAt: str
 
 
+class FieldViolationBody(BaseModel):
+    field: str
+    description: str
+
+
+class ValidationErrorBody(BaseModel):
+    fieldViolations: list[FieldViolationBody]
+
+
+class ApplicationErrorBody(BaseModel):
+    code: str
+    description: str
+
+
+class ErrorDetails(BaseModel):
+    applicationError: ApplicationErrorBody
+    validationError: ValidationErrorBody | None = None
+
+
+class ErrorBody(BaseModel):
+    """Every management error (documented in the OpenAPI document; errors.ApiError.body() writes it)."""
+
+    message: str
+    details: ErrorDetails
+
+
 # --- records --------------------------------------------------------------------------------------
 
 
