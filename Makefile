@@ -10,7 +10,7 @@ REGION ?= us-east-1
 export SAM_CLI_TELEMETRY := 0
 export PYTHONPATH := $(CURDIR)/layers/shared/python
 
-.PHONY: install run test lint typecheck template build unit integration e2e bench browser clean
+.PHONY: install run test lint typecheck template openapi build unit integration e2e bench browser clean
 
 $(VENV)/.installed: requirements-dev.txt layers/shared/requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -54,6 +54,10 @@ template: $(TOOLS)/.installed $(CHECKS)/.installed
 	$(SAM) validate --lint --region $(REGION)
 	$(CHECKS)/bin/cfn-lint template.yaml --append-rules cfn_lint_serverless.rules
 	$(CHECKS)/bin/checkov -f template.yaml --framework cloudformation --compact --quiet --skip-download
+
+# docs/openapi.json from the code (tests/unit/test_openapi_document.py fails when it drifts).
+openapi: $(VENV)/.installed
+	$(PY) -m scripts.openapi
 
 build: $(TOOLS)/.installed
 	PYTHON=$(CURDIR)/$(VENV)/bin/python $(SAM) build --region $(REGION) --no-cached
