@@ -52,7 +52,13 @@ def handler_module(function_name: str) -> ModuleType:
 
 
 def invoke(function_name: str, event: dict[str, Any]) -> dict[str, Any]:
-    return handler_module(function_name).lambda_handler(event, FakeLambdaContext(function_name=function_name))
+    from calendar_connect.observability import metrics
+
+    try:
+        return handler_module(function_name).lambda_handler(event, FakeLambdaContext(function_name=function_name))
+    finally:
+        # With metrics disabled (as in tests) Powertools never flushes; a long-lived process would fill its buffer.
+        metrics.clear_metrics()
 
 
 def load_event(name: str) -> dict[str, Any]:
