@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import base64
 import logging
 import os
-import secrets
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
-from local.dynamodb import LOCAL_CREDENTIALS, DynamoDBLocal
-from local.template import ROOT, functions, load_template, resolve_environment
+from local.dynamodb import DynamoDBLocal
+from local.template import ROOT
+from tests.support.environment import function_environment, write_providers_file
 from tests.support.provider_server import ProviderServer
 
 GOOGLE_CLIENT_ID = "1234567890-bench.apps.googleusercontent.com"
@@ -35,46 +32,16 @@ class Stack:
 
 
 def _environment(dynamodb: DynamoDBLocal, provider: ProviderServer, directory: Path) -> dict[str, str]:
-    """As tests/conftest.py: template.yaml's variables, pointed at the local servers; tracing and metrics off."""
-    providers_file = directory / "providers.bench.yaml"
-    base = provider.base_url
-    providers_file.write_text(
-        yaml.safe_dump(
-            {
-                "google": {
-                    "token_endpoint": f"{base}/google/token",
-                    "revocation_endpoint": f"{base}/google/revoke",
-                    "userinfo_endpoint": f"{base}/google/userinfo",
-                },
-                "microsoft": {"token_endpoint": f"{base}/microsoft/token", "userinfo_endpoint": f"{base}/microsoft/me"},
-            }
-        )
+    """The tests' environment (tests/support/environment.py) with the benchmark's clients, logging at WARNING."""
+    return function_environment(
+        dynamodb_endpoint=dynamodb.endpoint,
+        providers_file=write_providers_file(directory / "providers.bench.yaml", provider),
+        google_client_id=GOOGLE_CLIENT_ID,
+        google_client_secret="google-bench-client-secret",
+        microsoft_client_id="6731de76-14a6-49ae-97bc-6eba6914391e",
+        microsoft_client_secret="microsoft-bench-client-secret",
+        log_level="WARNING",
     )
-    env: dict[str, str] = {}
-    for function in functions(load_template()).values():
-        env.update(resolve_environment(function, {}))
-    env.update(
-        {
-            "DYNAMODB_ENDPOINT": dynamodb.endpoint,
-            "AWS_ACCESS_KEY_ID": LOCAL_CREDENTIALS["aws_access_key_id"],
-            "AWS_SECRET_ACCESS_KEY": LOCAL_CREDENTIALS["aws_secret_access_key"],
-            "AWS_DEFAULT_REGION": LOCAL_CREDENTIALS["region_name"],
-            "AWS_REGION": LOCAL_CREDENTIALS["region_name"],
-            "PUBLIC_BASE_URL": "https://calendar-connect.example.org",
-            "LOCAL_TOKEN_KEY": base64.b64encode(secrets.token_bytes(32)).decode(),
-            "TOKEN_KMS_KEY_ID": "",
-            "PROVIDERS_FILE": str(providers_file),
-            "GOOGLE_CLIENT_ID": GOOGLE_CLIENT_ID,
-            "GOOGLE_CLIENT_SECRET": "google-bench-client-secret",
-            "MICROSOFT_CLIENT_ID": "6731de76-14a6-49ae-97bc-6eba6914391e",
-            "MICROSOFT_CLIENT_SECRET": "microsoft-bench-client-secret",
-            "BROWSER_BINDING": "false",
-            "POWERTOOLS_TRACE_DISABLED": "true",
-            "POWERTOOLS_METRICS_DISABLED": "true",
-            "POWERTOOLS_LOG_LEVEL": "WARNING",
-        }
-    )
-    return env
 
 
 @contextmanager

@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import base64
 import os
-import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from calendar_connect import deployment, oauth_client
 from calendar_connect.api_clients import register_client
 from calendar_connect.dal import Storage
-from local.dynamodb import LOCAL_CREDENTIALS, DynamoDBLocal
-from local.template import functions, load_template, resolve_environment
+from local.dynamodb import DynamoDBLocal
+from tests.support.environment import function_environment, write_providers_file
 from tests.support.lambda_runtime import EXAMPLE_API_KEY, EXAMPLE_PREFIX
 from tests.support.provider_server import ProviderServer
 
@@ -39,65 +36,43 @@ def provider_server() -> Iterator[ProviderServer]:
     server.stop()
 
 
-def providers_file(directory: Path, server: ProviderServer) -> Path:
-    """Google, Microsoft and a generic OIDC provider, their endpoints on the local provider server."""
-    base = server.base_url
-    entries: dict[str, Any] = {
-        "google": {
-            "token_endpoint": f"{base}/google/token",
-            "revocation_endpoint": f"{base}/google/revoke",
-            "userinfo_endpoint": f"{base}/google/userinfo",
-        },
-        "microsoft": {"token_endpoint": f"{base}/microsoft/token", "userinfo_endpoint": f"{base}/microsoft/me"},
-        "generic": {
-            "name": "Generic OIDC",
-            "calendar_type": "CALDAV",
-            "issuer": server.generic_issuer(),
-            "discovery": True,
-            "scopes": ["openid", "email", "calendar"],
-            "required_scopes": ["calendar"],
-            "token_endpoint_auth_method": "client_secret_basic",
-            "timeout_seconds": 300,
-            "client_id": GENERIC_CLIENT_ID,
-            "client_secret": {"env": "GENERIC_CLIENT_SECRET"},
-        },
+def generic_provider(server: ProviderServer) -> dict[str, Any]:
+    """A generic OIDC provider found by issuer discovery on the local provider server."""
+    return {
+        "name": "Generic OIDC",
+        "calendar_type": "CALDAV",
+        "issuer": server.generic_issuer(),
+        "discovery": True,
+        "scopes": ["openid", "email", "calendar"],
+        "required_scopes": ["calendar"],
+        "token_endpoint_auth_method": "client_secret_basic",
+        "timeout_seconds": 300,
+        "client_id": GENERIC_CLIENT_ID,
+        "client_secret": {"env": "GENERIC_CLIENT_SECRET"},
     }
-    path = directory / "providers.test.yaml"
-    path.write_text(yaml.safe_dump(entries))
-    return path
 
 
 @pytest.fixture
 def environment(
     dynamodb: DynamoDBLocal, provider_server: ProviderServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[dict[str, str]]:
-    """The functions' environment from template.yaml, pointed at this session's local servers."""
+    """The functions' environment from template.yaml, pointed at this session's local servers.
+
+    Google, Microsoft and a generic OIDC provider, their endpoints on the local provider server.
+    """
     provider_server.reset()
-    template = load_template()
-    env: dict[str, str] = {}
-    for function in functions(template).values():
-        env.update(resolve_environment(function, {}))
-    env.update(
-        {
-            "DYNAMODB_ENDPOINT": dynamodb.endpoint,
-            "AWS_ACCESS_KEY_ID": LOCAL_CREDENTIALS["aws_access_key_id"],
-            "AWS_SECRET_ACCESS_KEY": LOCAL_CREDENTIALS["aws_secret_access_key"],
-            "AWS_DEFAULT_REGION": LOCAL_CREDENTIALS["region_name"],
-            "AWS_REGION": LOCAL_CREDENTIALS["region_name"],
-            "PUBLIC_BASE_URL": "https://calendar-connect.example.org",
-            "LOCAL_TOKEN_KEY": base64.b64encode(secrets.token_bytes(32)).decode(),
-            "TOKEN_KMS_KEY_ID": "",
-            "PROVIDERS_FILE": str(providers_file(tmp_path, provider_server)),
-            "GOOGLE_CLIENT_ID": "1234567890-test.apps.googleusercontent.com",
-            "GOOGLE_CLIENT_SECRET": "google-test-client-secret",
-            "MICROSOFT_CLIENT_ID": MICROSOFT_CLIENT_ID,
-            "MICROSOFT_CLIENT_SECRET": "microsoft-test-client-secret",
-            "GENERIC_CLIENT_SECRET": "generic-test-client-secret",
-            "BROWSER_BINDING": "false",
-            "POWERTOOLS_TRACE_DISABLED": "true",
-            "POWERTOOLS_METRICS_DISABLED": "true",
-            "POWERTOOLS_LOG_LEVEL": "INFO",
-        }
+    providers = write_providers_file(
+        tmp_path / "providers.test.yaml", provider_server, {"generic": generic_provider(provider_server)}
+    )
+    env = function_environment(
+        dynamodb_endpoint=dynamodb.endpoint,
+        providers_file=providers,
+        google_client_id=GOOGLE_CLIENT_ID,
+        google_client_secret="google-test-client-secret",
+        microsoft_client_id=MICROSOFT_CLIENT_ID,
+        microsoft_client_secret="microsoft-test-client-secret",
+        extra={"GENERIC_CLIENT_SECRET": "generic-test-client-secret"},
+        log_level="INFO",
     )
     for key, value in env.items():
         monkeypatch.setenv(key, value)
