@@ -5,7 +5,10 @@ import logging
 from aws_lambda_powertools import Logger, Metrics, Tracer
 
 logger = Logger()
-tracer = Tracer()
+# Not auto_patch: it patches every library the X-Ray SDK knows that is installed, importing each one (httpx
+# among them, ~15 ms of a cold start). botocore now; httpx when the first provider call creates its client.
+tracer = Tracer(auto_patch=False)
+tracer.patch(["botocore"])
 metrics = Metrics()
 
 # At DEBUG these libraries log whole requests and answers: PKCE verifiers on their way to DynamoDB,

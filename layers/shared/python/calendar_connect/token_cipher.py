@@ -12,8 +12,6 @@ import os
 import struct
 from typing import Any, Protocol
 
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
 from .errors import StorageUnavailable
 from .models import TokenSet
 
@@ -98,6 +96,8 @@ class TokenCipher:
     def encrypt(self, connection_id: str, tokens: TokenSet) -> bytes:
         key, wrapped = self._keys.data_key()
         nonce = os.urandom(12)
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM  # on first use: list/get never decrypt
+
         sealed = AESGCM(key).encrypt(nonce, tokens.model_dump_json().encode(), connection_id.encode())
         return _VERSION + struct.pack(">H", len(wrapped)) + wrapped + nonce + sealed
 
@@ -108,6 +108,8 @@ class TokenCipher:
             (length,) = struct.unpack(">H", blob[1:3])
             wrapped = blob[3 : 3 + length]
             nonce, sealed = blob[3 + length : 15 + length], blob[15 + length :]
+            from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
             plain = AESGCM(self._keys.unwrap(wrapped)).decrypt(nonce, sealed, connection_id.encode())
         except (struct.error, ValueError) as error:
             raise DecryptionError("token blob is malformed") from error

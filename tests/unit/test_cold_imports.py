@@ -1,0 +1,69 @@
+"""A cold start imports only what the function needs before its first request (issue 7).
+
+Each case runs in a fresh interpreter with tracing enabled, as in Lambda (`Tracing: Active`), because the
+X-Ray patching is what used to pull httpx into every cold start.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from local.template import ROOT
+
+DEFERRED = ("httpx", "cryptography", "email.policy", "xml.sax.saxutils")  # email.parser comes with http.client
+
+_PROBE = """
+import importlib, json, sys
+sys.path.insert(0, sys.argv[1])
+importlib.import_module("app")
+from aws_xray_sdk.core import patcher
+loaded = {name: name in sys.modules for name in sys.argv[2].split(",")}
+patched_at_import = sorted(patcher._PATCHED_MODULES)
+from calendar_connect import oauth_client
+oauth_client.http_client()
+print(json.dumps({"loaded": loaded, "patched_at_import": patched_at_import,
+                  "patched_after_first_provider_call": sorted(patcher._PATCHED_MODULES)}))
+"""
+
+
+def _cold_import(function_dir: str) -> dict:
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT / "layers" / "shared" / "python"),
+        "LAMBDA_TASK_ROOT": str(ROOT / "functions" / function_dir),
+        "AWS_LAMBDA_FUNCTION_NAME": "cold-imports",
+        "AWS_REGION": "us-east-1",
+        "POWERTOOLS_TRACE_DISABLED": "false",
+        "PENDING_TABLE": "pending",
+        "CONNECTIONS_TABLE": "connections",
+        "API_CLIENTS_TABLE": "api-clients",
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", _PROBE, str(ROOT / "functions" / function_dir), ",".join(DEFERRED)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_initiate_imports_no_http_client_crypto_or_parsers_before_it_needs_them() -> None:
+    probe = _cold_import("initiate")
+    assert probe["loaded"] == dict.fromkeys(DEFERRED, False)
+
+
+def test_callback_imports_no_http_client_or_crypto_before_its_first_request() -> None:
+    probe = _cold_import("callback")
+    assert probe["loaded"] == dict.fromkeys(DEFERRED, False)
+
+
+def test_tracing_patches_botocore_at_import_and_httpx_with_the_first_provider_client() -> None:
+    probe = _cold_import("initiate")
+    assert probe["patched_at_import"] == ["botocore"]
+    assert probe["patched_after_first_provider_call"] == ["botocore", "httpx"]
