@@ -11,6 +11,7 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
+from local.processes import stop_process
 from local.template import ROOT, load_template, tables
 
 LOCAL_CREDENTIALS = {"aws_access_key_id": "local", "aws_secret_access_key": "local", "region_name": "us-east-1"}
@@ -68,13 +69,8 @@ class DynamoDBLocal:
                 time.sleep(0.1)  # polling for readiness, not papering over a race
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        if self.process:
+            stop_process(self.process, timeout=10)
 
     def client(self) -> Any:
         config = Config(connect_timeout=1, read_timeout=5, retries={"max_attempts": 1})

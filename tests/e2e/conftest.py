@@ -24,6 +24,7 @@ import httpx
 import pytest
 
 from local.dynamodb import free_port
+from local.processes import stop_process
 from local.template import ROOT
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -72,14 +73,7 @@ class Runner:
         return self.log.read_text(errors="replace")
 
     def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)  # what Ctrl-C sends
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        return self.process.returncode
+        return stop_process(self.process, timeout=30, stop_signal=signal.SIGINT)  # SIGINT: what Ctrl-C sends
 
 
 def start_runner(log_dir: Path, port: int | None = None, **environment: str) -> Runner:

@@ -23,6 +23,7 @@ import pytest
 import yaml
 
 from local.dynamodb import LOCAL_CREDENTIALS, free_port
+from local.processes import stop_process
 from local.template import ROOT, load_template, tables
 from tests.e2e.conftest import UUID, Runner, assert_no_secrets_in, node, query_of, start_runner, starting, wait_until
 
@@ -42,13 +43,7 @@ class OidcProvider:
         return dict(httpx.get(self.issuer + "/__e2e/counts").json())
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process, timeout=10)
 
 
 @dataclass

@@ -23,6 +23,7 @@ import httpx
 import pytest
 
 from local.dynamodb import LOCAL_CREDENTIALS, free_port
+from local.processes import stop_process
 from local.template import ROOT
 
 CONNECT = "/v2/external-calendars/connections/connect-by-oauth"
@@ -75,12 +76,7 @@ def runner(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runner]:
             time.sleep(0.2)  # polling for readiness
         yield started
     finally:
-        process.terminate()
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process, timeout=20)
 
 
 def initiate(client: httpx.Client, runner: Runner, schedule: str) -> httpx.Response:
