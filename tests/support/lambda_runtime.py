@@ -5,12 +5,11 @@ from __future__ import annotations
 import importlib.util
 import json
 import sys
-import uuid
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from local.gateway import LambdaContext
 from local.template import ROOT, functions, load_template
 
 EVENTS = ROOT / "events"
@@ -19,22 +18,9 @@ EXAMPLE_API_KEY = "cc_example01_EventFilesOnlyThisKeyIsNotASecretAnywhere00"
 EXAMPLE_CLIENT_ID = "example01"
 EXAMPLE_PREFIX = "https://booking.example.com/calendar/"
 _modules: dict[str, ModuleType] = {}
-
-
-@dataclass
-class FakeLambdaContext:
-    """What the Lambda runtime hands a handler: only its descriptive fields exist outside AWS."""
-
-    function_name: str = "local"
-    memory_limit_in_mb: int = 512
-    invoked_function_arn: str = "arn:aws:lambda:us-east-1:000000000000:function:local"
-    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
-    function_version: str = "$LATEST"
-    log_group_name: str = "/aws/lambda/local"
-    log_stream_name: str = "local"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 20_000
+# The context a handler is invoked with: the memory the tests have always claimed, template.yaml's Timeout.
+MEMORY_MB = 512
+TIMEOUT_SECONDS = 20
 
 
 def handler_module(function_name: str) -> ModuleType:
@@ -54,8 +40,9 @@ def handler_module(function_name: str) -> ModuleType:
 def invoke(function_name: str, event: dict[str, Any]) -> dict[str, Any]:
     from calendar_connect.observability import metrics
 
+    context = LambdaContext(function_name, MEMORY_MB, TIMEOUT_SECONDS)
     try:
-        return handler_module(function_name).lambda_handler(event, FakeLambdaContext(function_name=function_name))
+        return handler_module(function_name).lambda_handler(event, context)
     finally:
         # With metrics disabled (as in tests) Powertools never flushes; a long-lived process would fill its buffer.
         metrics.clear_metrics()
