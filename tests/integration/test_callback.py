@@ -7,13 +7,16 @@ import base64
 import json
 import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
+from botocore.awsrequest import AWSResponse
 
-from calendar_connect import deployment
+from calendar_connect import connect_flow, deployment
 from calendar_connect.connect_flow import hash_secret
 from calendar_connect.models import Dialect, PendingAuthorization
 from tests.conftest import GENERIC_CLIENT_ID, GOOGLE_CLIENT_ID, MICROSOFT_CLIENT_ID
@@ -492,14 +495,204 @@ def test_storage_failure_while_storing_the_connection(provider_server, monkeypat
     assert failed(callback({"state": attempt.state, "code": "c"}), Dialect.WIX) == ("internal", "storage_unavailable")
 
 
-def test_storage_down_before_the_attempt_is_read_is_a_503_page(monkeypatch):
-    attempt = start("google", Dialect.WIX)
-    monkeypatch.setenv("DYNAMODB_ENDPOINT", "http://127.0.0.1:9")
-    deployment.reset()
-    answer = callback({"state": attempt.state, "code": "c"})
+def storage_down_page(answer: dict[str, Any]) -> None:
     assert answer["statusCode"] == 503
     assert int(answer["headers"]["Retry-After"]) > 0
     assert "Location" not in answer["headers"]
+
+
+def test_storage_unreachable_at_the_claim_is_a_503_page(monkeypatch):
+    attempt = start("google", Dialect.WIX)
+    monkeypatch.setenv("DYNAMODB_ENDPOINT", "http://127.0.0.1:9")
+    deployment.reset()
+    storage_down_page(callback({"state": attempt.state, "code": "c"}))
+
+
+# --- the claim is the callback's only use of its attempt: one conditional UpdateItem, no read before it ----------
+
+
+@dataclass
+class DynamoDBCall:
+    operation: str
+    table: str
+    params: dict[str, Any]
+    consumed: dict[str, Any] = field(default_factory=dict)
+
+
+@contextmanager
+def dynamodb_calls() -> Iterator[list[DynamoDBCall]]:
+    """Every call the deployment's DynamoDB client makes meanwhile, with the capacity DynamoDB says it consumed
+    (asked for and read through botocore's events on that one client, as bench/capacity.py does)."""
+    client = deployment.current().storage.client
+    calls: list[DynamoDBCall] = []
+
+    def ask(params: dict[str, Any], model: Any, **_: Any) -> None:
+        params["ReturnConsumedCapacity"] = "TOTAL"
+        calls.append(DynamoDBCall(model.name, params.get("TableName", "?"), dict(params)))
+
+    def record(parsed: dict[str, Any], **_: Any) -> None:
+        calls[-1].consumed = parsed.get("ConsumedCapacity") or {}
+
+    client.meta.events.register("provide-client-params.dynamodb", ask, unique_id="test-calls-ask")
+    client.meta.events.register("after-call.dynamodb", record, unique_id="test-calls-record")
+    try:
+        yield calls
+    finally:
+        client.meta.events.unregister("provide-client-params.dynamodb", unique_id="test-calls-ask")
+        client.meta.events.unregister("after-call.dynamodb", unique_id="test-calls-record")
+
+
+def operations(calls: list[DynamoDBCall]) -> list[tuple[str, str]]:
+    return [(call.operation, call.table) for call in calls]
+
+
+CLAIM = ("UpdateItem", "PendingAuthorizationsTable")
+
+
+def pending_item(dynamodb: Any, state: str) -> dict[str, Any] | None:
+    key = {"stateHash": {"S": hash_secret(state)}}
+    return dynamodb.client().get_item(TableName="PendingAuthorizationsTable", Key=key, ConsistentRead=True).get("Item")
+
+
+def set_status(dynamodb: Any, state: str, status: str, outcome: dict[str, str] | None = None) -> None:
+    values: dict[str, Any] = {":s": {"S": status}}
+    expression = "SET #s = :s"
+    if outcome is not None:
+        values[":o"] = {"M": {k: {"S": v} for k, v in outcome.items()}}
+        expression += ", outcome = :o"
+    dynamodb.client().update_item(
+        TableName="PendingAuthorizationsTable",
+        Key={"stateHash": {"S": hash_secret(state)}},
+        UpdateExpression=expression,
+        ExpressionAttributeNames={"#s": "status"},
+        ExpressionAttributeValues=values,
+    )
+
+
+def test_a_successful_callback_claims_its_attempt_with_one_update_and_reads_nothing(provider_server, dynamodb):
+    # Given an attempt
+    attempt = start("google", Dialect.WIX)
+    provider_server.script("/google/token", Answer(200, tokens_for(attempt)))
+    # When the provider sends the browser back with a code
+    with dynamodb_calls() as calls:
+        connection_id = connected(callback({"state": attempt.state, "code": "c"}), Dialect.WIX)
+    # Then DynamoDB saw three writes and no read: the claim (which answers the attempt), the connection, the outcome
+    assert operations(calls) == [CLAIM, ("UpdateItem", "ConnectionsTable"), CLAIM]
+    claim = calls[0]
+    assert claim.params["ConditionExpression"] == "#s = :pending AND expiresAt > :now"
+    assert claim.params["ReturnValues"] == "ALL_NEW"
+    assert claim.params["ReturnValuesOnConditionCheckFailure"] == "ALL_OLD"
+    assert claim.consumed["TableName"] == "PendingAuthorizationsTable"
+    assert claim.consumed["CapacityUnits"] == 1.0  # one write unit; UpdateItem consumes no read unit
+    # And the attempt ends DONE with the outcome a repeated callback replays
+    item = pending_item(dynamodb, attempt.state)
+    assert item is not None
+    assert item["status"]["S"] == "DONE"
+    assert item["outcome"]["M"]["connectionId"]["S"] == connection_id
+
+
+def test_an_unknown_state_is_one_refused_claim_that_writes_nothing(dynamodb):
+    state = event_state("callback-unknown-state.json")
+    with dynamodb_calls() as calls:
+        answer = invoke("CallbackFunction", load_event("callback-unknown-state.json"))
+    assert answer["statusCode"] == 400
+    assert "Location" not in answer["headers"]
+    assert operations(calls) == [CLAIM]
+    assert pending_item(dynamodb, state) is None  # the refused update did not create an item
+
+
+@pytest.mark.parametrize(
+    ("status", "outcome"), [("PENDING", None), ("CONSUMED", None), ("DONE", {"connectionId": "conn-earlier"})]
+)
+def test_an_expired_attempt_answers_expired_before_anything_else(status, outcome, storage, dynamodb, provider_server):
+    # Given an attempt past its expiry that DynamoDB has not deleted yet, in any status
+    state = f"expired-{status.lower()}-" + "x" * 32
+    seed(storage, state, expires_in=-1)
+    if status != "PENDING":
+        set_status(dynamodb, state, status, outcome)
+    # When its callback arrives
+    with dynamodb_calls() as calls:
+        answer = callback({"state": state, "code": "c"})
+    # Then it is expired, even when an earlier outcome exists, from the refused claim alone
+    assert failed(answer, Dialect.WIX) == ("internal", "expired")
+    assert operations(calls) == [CLAIM]
+    assert provider_server.requests_to("/google/token") == []
+    item = pending_item(dynamodb, state)
+    assert item is not None and item["status"]["S"] == status  # left as it was
+
+
+def test_an_attempt_expiring_this_second_is_expired(storage, dynamodb, provider_server):
+    # The claim's condition (expiresAt > now) and the flow's check (now >= expiresAt) agree at the boundary.
+    state = "expiring-now-" + "x" * 32
+    pending = seed(storage, state)
+    answer = connect_flow.finish_authorization(
+        deployment.current(), {"state": state, "code": "c"}, {}, now=pending.expiresAt
+    )
+    assert isinstance(answer, connect_flow.Redirect)
+    assert parse_qs(urlsplit(answer.location).query)["reason"] == ["expired"]
+    item = pending_item(dynamodb, state)
+    assert item is not None and item["status"]["S"] == "PENDING"
+    assert provider_server.requests_to("/google/token") == []
+
+
+def test_a_repeated_callback_replays_from_its_refused_claim_alone(provider_server):
+    attempt = start("google", Dialect.WIX)
+    provider_server.script("/google/token", Answer(200, tokens_for(attempt)))
+    first = callback({"state": attempt.state, "code": "c"})
+    with dynamodb_calls() as calls:
+        second = callback({"state": attempt.state, "code": "c"})
+    assert second["headers"]["Location"] == first["headers"]["Location"]
+    assert operations(calls) == [CLAIM]  # the old item holds the outcome: no read, no wait
+    assert len(provider_server.requests_to("/google/token")) == 1
+
+
+def test_a_callback_while_the_first_is_under_way_waits_for_its_outcome(storage, dynamodb, provider_server):
+    # Given an attempt the first callback has claimed but not finished
+    state = "under-way-" + "x" * 32
+    seed(storage, state)
+    set_status(dynamodb, state, "CONSUMED")
+    client = deployment.current().storage.client
+
+    def first_callback_finishes(**_: Any) -> None:
+        set_status(dynamodb, state, "DONE", {"connectionId": "conn-of-the-first"})
+
+    # When a second callback arrives, and the first one records its outcome while the second polls for it
+    client.meta.events.register("before-call.dynamodb.GetItem", first_callback_finishes, unique_id="test-first")
+    try:
+        with dynamodb_calls() as calls:
+            answer = callback({"state": state, "code": "c"})
+    finally:
+        client.meta.events.unregister("before-call.dynamodb.GetItem", unique_id="test-first")
+    # Then the second goes home with the first one's outcome, found by polling after its refused claim
+    assert connected(answer, Dialect.WIX) == "conn-of-the-first"
+    assert operations(calls) == [CLAIM, ("GetItem", "PendingAuthorizationsTable")]
+    assert provider_server.requests_to("/google/token") == []
+
+
+def test_storage_failing_the_claim_is_a_503_page_and_the_attempt_stays_usable(provider_server, dynamodb):
+    # Given an attempt, and DynamoDB answering the claim with a server error
+    attempt = start("google", Dialect.WIX)
+    client = deployment.current().storage.client
+
+    def server_error(**_: Any) -> tuple[AWSResponse, dict[str, Any]]:
+        error = {"Error": {"Code": "InternalServerError", "Message": "injected"}, "ResponseMetadata": {}}
+        return AWSResponse("http://dynamodb.invalid/", 500, {}, None), error
+
+    client.meta.events.register("before-call.dynamodb.UpdateItem", server_error, unique_id="test-claim-fails")
+    try:
+        with dynamodb_calls() as calls:
+            answer = callback({"state": attempt.state, "code": "c"})
+    finally:
+        client.meta.events.unregister("before-call.dynamodb.UpdateItem", unique_id="test-claim-fails")
+    # Then the browser gets the 503 page: nothing was read, so there is no return URL it may be sent to
+    storage_down_page(answer)
+    assert operations(calls) == [CLAIM]
+    assert provider_server.requests_to("/google/token") == []
+    # And the attempt was not used: the same callback connects once DynamoDB answers again
+    item = pending_item(dynamodb, attempt.state)
+    assert item is not None and item["status"]["S"] == "PENDING"
+    provider_server.script("/google/token", Answer(200, tokens_for(attempt)))
+    assert connected(callback({"state": attempt.state, "code": "c"}), Dialect.WIX)
 
 
 def test_browser_binding_start_hop_then_callback(storage, provider_server, monkeypatch):

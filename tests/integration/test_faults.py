@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -152,27 +152,24 @@ def test_dynamodb_lost_between_the_key_check_and_the_write_leaves_no_attempt(dat
     assert items(database, "PendingAuthorizationsTable") == pending_before
 
 
-def _lose_storage_after(target: Any, name: str, database: DiskDynamoDBLocal, monkeypatch: pytest.MonkeyPatch) -> None:
-    real: Callable[..., Any] = getattr(target, name)
-
-    def then_lose_storage(*args: Any, **kwargs: Any) -> Any:
-        result = real(*args, **kwargs)
-        database.stop()
-        return result
-
-    monkeypatch.setattr(target, name, then_lose_storage)
-
-
-def test_callback_with_storage_lost_after_the_attempt_was_read_goes_home_and_can_be_retried(
+def test_callback_with_storage_lost_at_the_claim_is_a_503_page_and_can_be_retried(
     database, provider_server, monkeypatch
 ):
-    # Given an attempt, and DynamoDB stopping right after the callback read it
+    # Given an attempt, and DynamoDB stopping just as the callback claims it (its first and only use of it)
     attempt = start("google", Dialect.WIX)
-    _lose_storage_after(deployment.current().storage.pending, "get", database, monkeypatch)
+    pending_store = deployment.current().storage.pending
+    real_claim = pending_store.claim
+
+    def lose_storage_then_claim(*args: Any) -> Any:
+        database.stop()
+        return real_claim(*args)
+
+    monkeypatch.setattr(pending_store, "claim", lose_storage_then_claim)
     # When the provider redirects back
     answer = callback({"state": attempt.state, "code": "c"})
-    # Then the browser goes to the stored return URL with internal/storage_unavailable, and no code was redeemed
-    assert failed(answer, Dialect.WIX) == ("internal", "storage_unavailable")
+    # Then the browser gets the 503 page (nothing was read, so no return URL is known), and no code was redeemed
+    assert answer["statusCode"] == 503 and int(answer["headers"]["Retry-After"]) > 0
+    assert "Location" not in answer["headers"]
     assert provider_server.requests_to("/google/token") == []
     # And once DynamoDB is back, the attempt is untouched: the same callback connects
     database.start()

@@ -279,14 +279,17 @@ def finish_authorization(
         return _UNKNOWN
     state_hash = hash_secret(state)
     store = deployment.storage.pending
-    pending = _live_attempt(deployment, state_hash, now)
-    if not isinstance(pending, PendingAuthorization):
-        return pending
+    # No read first: the one conditional UpdateItem answers the attempt, claimed or not (as _live_attempt would).
     try:
-        claimed = pending.status == "PENDING" and store.claim(state_hash, now)
+        claim = store.claim(state_hash, now)
     except StorageUnavailable:
-        return Redirect(outcome_url(pending, _failure("internal", "storage_unavailable")))
-    if not claimed:
+        return _STORAGE_DOWN  # nothing was read, so there is no trusted return URL to send the browser to
+    pending = claim.pending
+    if pending is None:
+        return _UNKNOWN
+    if now >= pending.expiresAt:  # before anything else; DynamoDB's TTL deletes only within about two days
+        return Redirect(outcome_url(pending, _failure("internal", "expired")))
+    if not claim.claimed:  # already used (CONSUMED or DONE): the first callback's outcome
         return Redirect(outcome_url(pending, _replayed_outcome(deployment, pending, now)))
 
     presented = cookies.get(binding_cookie_name(state_hash))

@@ -6,6 +6,7 @@ import base64
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import boto3
@@ -75,16 +76,15 @@ class _Table:
         item = answer.get("Item")
         return model(**_from_item(item)) if item else None
 
-    def _update(
+    def _update_request(
         self,
         key: dict[str, Any],
         expression: str,
         values: dict[str, Any],
-        condition: str | None = None,
-        names: dict[str, str] | None = None,
-        return_new: bool = False,
-    ) -> dict[str, Any] | None:
-        """One conditional UpdateItem; False-y answer (None) when the condition failed."""
+        condition: str | None,
+        names: dict[str, str] | None,
+        return_new: bool,
+    ) -> dict[str, Any]:
         request: dict[str, Any] = {
             "TableName": self.name,
             "Key": _to_item(key),
@@ -96,6 +96,19 @@ class _Table:
             request["ConditionExpression"] = condition
         if names:
             request["ExpressionAttributeNames"] = names
+        return request
+
+    def _update(
+        self,
+        key: dict[str, Any],
+        expression: str,
+        values: dict[str, Any],
+        condition: str | None = None,
+        names: dict[str, str] | None = None,
+        return_new: bool = False,
+    ) -> dict[str, Any] | None:
+        """One conditional UpdateItem; False-y answer (None) when the condition failed."""
+        request = self._update_request(key, expression, values, condition, names, return_new)
         try:
             with _storage_errors():
                 answer = self._client.update_item(**request)
@@ -104,6 +117,23 @@ class _Table:
                 return None
             raise
         return _from_item(answer["Attributes"]) if return_new else {}
+
+    def _update_or_old(
+        self, key: dict[str, Any], expression: str, values: dict[str, Any], condition: str, names: dict[str, str]
+    ) -> tuple[bool, dict[str, Any] | None]:
+        """One conditional UpdateItem that needs no read before it: (True, the item after the update) when the
+        condition held, else (False, the item as it stood, None when there is none)."""
+        request = self._update_request(key, expression, values, condition, names, return_new=True)
+        request["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
+        try:
+            with _storage_errors():
+                answer = self._client.update_item(**request)
+        except ClientError as error:
+            if _condition_failed(error):
+                old = error.response.get("Item")
+                return False, _from_item(old) if old else None
+            raise
+        return True, _from_item(answer["Attributes"])
 
 
 class ApiClients(_Table):
@@ -123,6 +153,15 @@ class ApiClients(_Table):
             self._update({"clientId": client_id}, "SET revoked = :t", _values(t=True), "attribute_exists(clientId)")
             is not None
         )
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A claim's answer: whether this caller won the attempt, and the attempt (after the claim when it won,
+    as it stood when it did not; None when there is no such attempt)."""
+
+    claimed: bool
+    pending: PendingAuthorization | None
 
 
 class PendingAuthorizations(_Table):
@@ -150,18 +189,19 @@ class PendingAuthorizations(_Table):
             is not None
         )
 
-    def claim(self, state_hash: str, now: int) -> bool:
-        """Single use: exactly one callback moves the attempt from PENDING to CONSUMED."""
-        return (
-            self._update(
-                {"stateHash": state_hash},
-                "SET #s = :consumed",
-                _values(consumed="CONSUMED", pending="PENDING", now=now),
-                "#s = :pending AND expiresAt > :now",
-                names={"#s": "status"},
-            )
-            is not None
+    def claim(self, state_hash: str, now: int) -> Claim:
+        """Single use: exactly one callback moves the attempt from PENDING to CONSUMED.
+
+        No read before it: the one UpdateItem answers the attempt whether the claim succeeded or not
+        (unknown, expired, or already used), so the caller can tell which."""
+        claimed, item = self._update_or_old(
+            {"stateHash": state_hash},
+            "SET #s = :consumed",
+            _values(consumed="CONSUMED", pending="PENDING", now=now),
+            "#s = :pending AND expiresAt > :now",
+            names={"#s": "status"},
         )
+        return Claim(claimed, PendingAuthorization(**item) if item is not None else None)
 
     def record_outcome(self, state_hash: str, outcome: dict[str, str]) -> None:
         self._update(
