@@ -35,13 +35,22 @@ class ColdRuns:
 
 
 def _lambda_variables(target: str) -> dict[str, str]:
-    """Reserved variables the Lambda runtime sets: libraries (the X-Ray SDK, Powertools) behave as in Lambda."""
+    """Reserved variables the Lambda runtime sets: libraries (the X-Ray SDK, Powertools) behave as in Lambda.
+
+    Tracing and metrics are on, as template.yaml deploys them (`Tracing: Active`, EMF metrics): the request is
+    sampled, its subsegments go by UDP to a daemon address nobody listens on, its metrics to stdout.
+    """
     return {
         "LAMBDA_TASK_ROOT": target if target != "floor" else str(ROOT),
         "AWS_LAMBDA_FUNCTION_NAME": "bench",
-        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "512",
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "1024",
         "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
         "AWS_EXECUTION_ENV": "AWS_Lambda_python3.13",
+        "POWERTOOLS_TRACE_DISABLED": "false",
+        "POWERTOOLS_METRICS_DISABLED": "false",
+        "_X_AMZN_TRACE_ID": "Root=1-67891233-abcdef012345678912345678;Parent=53995c3f42cd8ad8;Sampled=1",
+        "AWS_XRAY_DAEMON_ADDRESS": "127.0.0.1:2000",
+        "AWS_XRAY_CONTEXT_MISSING": "LOG_ERROR",
     }
 
 
@@ -84,7 +93,7 @@ def lambda_site(build: bool) -> tuple[list[str], str]:
     return [], "this virtualenv's site-packages (no Lambda-like site built: run without --quick once)"
 
 
-def _child(stack: Stack, target: str, event_file: Path, site: list[str]) -> dict[str, Any]:
+def _child(stack: Stack, target: str, event_file: Path, site: list[str], anatomy: bool = False) -> dict[str, Any]:
     env = {**stack.child_env(), **_lambda_variables(target)}
     isolate = []
     if site:
@@ -92,7 +101,8 @@ def _child(stack: Stack, target: str, event_file: Path, site: list[str]) -> dict
         env["PYTHONPATH"] = os.pathsep.join([env["PYTHONPATH"], *site])
         isolate = ["-S"]
     done = subprocess.run(
-        [sys.executable, *isolate, "-m", "bench.coldstart_child", target, str(event_file)],
+        [sys.executable, *isolate, "-m", "bench.coldstart_child", target, str(event_file)]
+        + (["--anatomy"] if anatomy else []),
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -105,23 +115,38 @@ def _child(stack: Stack, target: str, event_file: Path, site: list[str]) -> dict
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def measure_cold(stack: Stack, runs: int, site: list[str]) -> dict[str, ColdRuns]:
+def measure_cold(stack: Stack, runs: int, site: list[str], anatomy: bool = False) -> dict[str, ColdRuns]:
+    """Median-ready cold starts of the floor and both functions, interleaved. With `anatomy`, the functions' children
+    import the handler's dependencies one group at a time first (bench/coldstart_child.py), to say where time goes."""
     code = {name: str(f.code_dir) for name, f in functions(load_template()).items()}
     results = {name: ColdRuns(name) for name in ("floor", "InitiateFunction", "CallbackFunction")}
     with tempfile.TemporaryDirectory(prefix="cc-bench-cold-") as directory:
         callback_file = Path(directory) / "callback.json"
         for _ in range(runs):
-            results["floor"].runs.append(_child(stack, "floor", EVENTS / "initiate-wix.json", site))
-            initiate = _child(stack, code["InitiateFunction"], EVENTS / "initiate-wix.json", site)
+            if not anatomy:
+                results["floor"].runs.append(_child(stack, "floor", EVENTS / "initiate-wix.json", site))
+            initiate = _child(stack, code["InitiateFunction"], EVENTS / "initiate-wix.json", site, anatomy)
             assert initiate["status"] == 200, initiate
             results["InitiateFunction"].runs.append(initiate)
             state, nonce = start_attempt()
             script_token_answer(stack, nonce)
             callback_file.write_text(json.dumps(callback_event(state)))
-            callback = _child(stack, code["CallbackFunction"], callback_file, site)
+            callback = _child(stack, code["CallbackFunction"], callback_file, site, anatomy)
             assert callback["status"] == 302, callback
             results["CallbackFunction"].runs.append(callback)
     return results
+
+
+def anatomy_rows(results: dict[str, ColdRuns]) -> list[tuple[str, dict[str, float]]]:
+    """(step, {function: median ms}) in import order, from anatomy runs."""
+    steps = [name for name, _ in results["InitiateFunction"].runs[0]["steps"]]
+    rows = []
+    for step in steps:
+        medians = {}
+        for function in ("InitiateFunction", "CallbackFunction"):
+            medians[function] = statistics.median(dict(run["steps"])[step] for run in results[function].runs)
+        rows.append((step, medians))
+    return rows
 
 
 def _is_stdlib(path: str) -> bool:
@@ -129,20 +154,26 @@ def _is_stdlib(path: str) -> bool:
     return path.startswith(stdlib) and "site-packages" not in path
 
 
-def compile_cost(modules: list[str]) -> tuple[float, int]:
-    """Milliseconds to compile the layer modules a cold start imports, and how many there are.
+def compile_cost(modules: list[str]) -> dict[str, tuple[float, int]]:
+    """Milliseconds to compile what a cold start imports from source, and how many modules: the layer's, and the
+    function's own code (/var/task, which `sam build` copies without bytecode).
 
-    The layer's Makefile deletes __pycache__ (pip compiled it for the build's Python, not 3.13) and
-    /opt is read-only, so in Lambda this compilation happens at every cold start.
+    /opt and /var/task are read-only in Lambda, so a module without a matching .pyc is compiled at every cold
+    start. layers/shared/Makefile ships python3.13 bytecode when the build machine has a python3.13.
     """
-    sources = []
+    sources: dict[str, list[Path]] = {"layer": []}
     for name in modules:
         if name.split(".")[0] in RUNTIME_PACKAGES:
             continue
         origin = getattr(sys.modules.get(name), "__file__", None)
         if origin and origin.endswith(".py") and not _is_stdlib(origin):
-            sources.append(Path(origin))
-    started = time.perf_counter()
-    for path in sources:
-        compile(path.read_bytes(), str(path), "exec", dont_inherit=True)
-    return (time.perf_counter() - started) * 1000, len(sources)
+            sources["layer"].append(Path(origin))
+    for function_name, function in functions(load_template()).items():
+        sources[f"{function_name} code"] = sorted(Path(function.code_dir).glob("*.py"))
+    costs = {}
+    for part, paths in sources.items():
+        started = time.perf_counter()
+        for path in paths:
+            compile(path.read_bytes(), str(path), "exec", dont_inherit=True)
+        costs[part] = ((time.perf_counter() - started) * 1000, len(paths))
+    return costs

@@ -23,6 +23,12 @@ class LayerSize:
     zipped: int = 0
     unzipped: int = 0
     packages: list[tuple[str, int]] = field(default_factory=list)
+    sources: int = 0  # .py files
+    compiled: int = 0  # of which ship python3.13 bytecode (layers/shared/Makefile, with a python3.13)
+
+    @property
+    def ships_bytecode(self) -> bool:
+        return self.sources > 0 and self.compiled == self.sources
 
 
 def _build(target: Path) -> None:
@@ -43,6 +49,9 @@ def _measure(root: Path, source: str) -> LayerSize:
     with tempfile.TemporaryFile() as handle:
         with zipfile.ZipFile(handle, "w", zipfile.ZIP_DEFLATED) as archive:
             for path in sorted(root.rglob("*")):
+                if path.suffix == ".py":
+                    size.sources += 1
+                    size.compiled += (path.parent / "__pycache__" / f"{path.stem}.cpython-313.pyc").exists()
                 if path.is_file():
                     archive.write(path, path.relative_to(root))
                     size.unzipped += path.stat().st_size

@@ -85,8 +85,8 @@ class Floor:
 
     def callback(self, state_hash: str) -> None:
         key = {"stateHash": {"S": state_hash}}
-        self.db.get_item(TableName=PENDING, Key=key, ConsistentRead=True)
         now = str(int(time.time()))
+        # The claim is the read: the attempt comes back with it (or, when the claim fails, with the error).
         self.db.update_item(
             TableName=PENDING,
             Key=key,
@@ -94,6 +94,8 @@ class Floor:
             ConditionExpression="#s = :p AND expiresAt > :now",
             ExpressionAttributeNames={"#s": "status"},
             ExpressionAttributeValues={":c": {"S": "CONSUMED"}, ":p": {"S": "PENDING"}, ":now": {"N": now}},
+            ReturnValues="ALL_NEW",
+            ReturnValuesOnConditionCheckFailure="ALL_OLD",
         )
         self.http.post(self.token_endpoint, data={"grant_type": "authorization_code", "code": "c"}).json()
         self.db.update_item(

@@ -38,6 +38,11 @@ def test_the_quick_benchmark_prints_and_writes_every_row(tmp_path):
         "layer size",
         "peak memory InitiateFunction",
         "peak memory CallbackFunction",
+        "bytecode compilation at a Lambda cold start: the layer",
+        "bytecode compilation at a Lambda cold start: InitiateFunction's own code",
+        "Where a cold start's time goes",
+        "| boto3 and the DynamoDB client (the floor) |",
+        "| first request (DynamoDB and provider calls on new connections, first-use setup) |",
     ):
         assert row in done.stdout and row in text, row
     assert "python -m bench --quick" in text
