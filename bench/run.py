@@ -148,6 +148,23 @@ def anatomy_table(anatomy: dict[str, ColdRuns], floor: ColdRuns) -> str:
     return "\n".join(lines)
 
 
+def warm_split(warm: list[Latencies]) -> str:
+    lines = [
+        "Warm requests split: the code's own work (time outside the DynamoDB and provider calls, per request, "
+        "p50) and the rest, the calls themselves:",
+        "",
+        "| request | own work: ours | own work: floor | calls: ours | calls: floor |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
+    for latencies in warm:
+        own, floor_own = latencies.own_p50(), latencies.own_p50(floor=True)
+        lines.append(
+            f"| {latencies.name} | {own:.2f} ms | {floor_own:.2f} ms | {latencies.p50() - own:.2f} ms "
+            f"| {latencies.p50(floor=True) - floor_own:.2f} ms |"
+        )
+    return "\n".join(lines)
+
+
 def details(cold: dict[str, ColdRuns], capacity: Capacity, layer: LayerSize | None) -> str:
     lines = ["DynamoDB calls of one connect flow (ReturnConsumedCapacity=INDEXES):", ""]
     lines += [
@@ -219,6 +236,8 @@ def main(argv: list[str] | None = None) -> int:
             table(cold, warm, capacity, layer, compile_ms, args.runs, args.iterations),
             "",
             anatomy_table(anatomy, cold["floor"]),
+            "",
+            warm_split(warm),
             "",
             details(cold, capacity, layer),
         ]

@@ -26,6 +26,12 @@ class Latencies:
     name: str
     ours: list[float] = field(default_factory=list)
     floor: list[float] = field(default_factory=list)
+    # Per request, the time outside DynamoDB and provider calls: the code's own work between the calls.
+    ours_own: list[float] = field(default_factory=list)
+    floor_own: list[float] = field(default_factory=list)
+
+    def own_p50(self, floor: bool = False) -> float:
+        return statistics.median(self.floor_own if floor else self.ours_own)
 
     @staticmethod
     def percentile(values: list[float], q: float) -> float:
@@ -125,22 +131,60 @@ class Floor:
         self.db.get_item(TableName=CONNECTIONS, Key={"connectionId": {"S": connection_id}}, ConsistentRead=True)
 
 
-def _timed(call: Callable[[], Any]) -> float:
+class CallClock:
+    """Time spent inside the DynamoDB and provider calls of one side (ours or the floor's), per request.
+
+    The clients' call methods are wrapped in place, the same way on both sides, so a request's time splits into
+    the calls and the code's own work around them."""
+
+    DYNAMODB = ("get_item", "put_item", "update_item", "query", "delete_item")
+    HTTP = ("get", "post")
+
+    def __init__(self, dynamodb: Any, http: Any) -> None:
+        self.inside = 0.0
+        for client, names in ((dynamodb, self.DYNAMODB), (http, self.HTTP)):
+            for name in names:
+                setattr(client, name, self._timed_call(getattr(client, name)))
+
+    def _timed_call(self, method: Callable[..., Any]) -> Callable[..., Any]:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return method(*args, **kwargs)
+            finally:
+                self.inside += time.perf_counter() - started
+
+        return call
+
+
+def _timed(call: Callable[[], Any], clock: CallClock) -> tuple[float, float]:
+    """(total ms, own ms: the part outside the clock's calls)."""
+    clock.inside = 0.0
     started = time.perf_counter()
     call()
-    return (time.perf_counter() - started) * 1000
+    total = time.perf_counter() - started
+    return total * 1000, (total - clock.inside) * 1000
 
 
-def _run(latencies: Latencies, ours: Callable[[], float], floor: Callable[[], float], iterations: int) -> Latencies:
+def _run(
+    latencies: Latencies,
+    ours: Callable[[], tuple[float, float]],
+    floor: Callable[[], tuple[float, float]],
+    iterations: int,
+) -> Latencies:
     for _ in range(min(5, iterations)):  # warm both: connections open, lazy imports done
         ours()
         floor()
     for i in range(iterations):
         # Alternate which goes first, so neither always follows the other's garbage.
-        first, second = (ours, floor) if i % 2 else (floor, ours)
-        a, b = first(), second()
-        latencies.ours.append(a if first is ours else b)
-        latencies.floor.append(b if first is ours else a)
+        if i % 2:
+            (o, o_own), (f, f_own) = ours(), floor()
+        else:
+            (f, f_own), (o, o_own) = floor(), ours()
+        latencies.ours.append(o)
+        latencies.floor.append(f)
+        latencies.ours_own.append(o_own)
+        latencies.floor_own.append(f_own)
     return latencies
 
 
@@ -149,28 +193,32 @@ def _ok(answer: dict[str, Any], status: int) -> None:
 
 
 def measure_warm(stack: Stack, iterations: int) -> list[Latencies]:
+    from calendar_connect import deployment, oauth_client
+
     floor = Floor(stack)
+    floor_clock = CallClock(floor.db, floor.http)
+    ours_clock = CallClock(deployment.current().storage.client, oauth_client.http_client())
     results = []
     for dialect, event_file in INITIATE_EVENTS.items():
         event = load_event(event_file)
         results.append(
             _run(
                 Latencies(f"initiate ({dialect})"),
-                lambda event=event: _timed(lambda: _ok(invoke("InitiateFunction", event), 200)),
-                lambda: _timed(floor.initiate),
+                lambda event=event: _timed(lambda: _ok(invoke("InitiateFunction", event), 200), ours_clock),
+                lambda: _timed(floor.initiate, floor_clock),
                 iterations,
             )
         )
 
-    def callback() -> float:
+    def callback() -> tuple[float, float]:
         state, nonce = start_attempt()
         script_token_answer(stack, nonce)
         event = callback_event(state)
-        return _timed(lambda: _ok(invoke("CallbackFunction", event), 302))
+        return _timed(lambda: _ok(invoke("CallbackFunction", event), 302), ours_clock)
 
-    def callback_floor() -> float:
+    def callback_floor() -> tuple[float, float]:
         state_hash = floor.prepare_callback()
-        return _timed(lambda: floor.callback(state_hash))
+        return _timed(lambda: floor.callback(state_hash), floor_clock)
 
     results.append(_run(Latencies("callback (success)"), callback, callback_floor, iterations))
 
@@ -179,8 +227,8 @@ def measure_warm(stack: Stack, iterations: int) -> list[Latencies]:
     results.append(
         _run(
             Latencies("access-token (no refresh)"),
-            lambda: _timed(lambda: _ok(invoke("InitiateFunction", event), 200)),
-            lambda: _timed(lambda: floor.access_token(connection_id)),
+            lambda: _timed(lambda: _ok(invoke("InitiateFunction", event), 200), ours_clock),
+            lambda: _timed(lambda: floor.access_token(connection_id), floor_clock),
             iterations,
         )
     )
