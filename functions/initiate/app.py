@@ -289,7 +289,8 @@ def _raw_body(event: dict[str, Any]) -> bytes:
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, clear_state=True)
-@tracer.capture_lambda_handler
+# Not the response: it carries attempt URLs, binding cookies and access tokens, which must not reach X-Ray.
+@tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     # Size and key are checked before routing and validation: nobody unauthenticated learns what is valid.

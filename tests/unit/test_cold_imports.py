@@ -23,9 +23,10 @@ from aws_xray_sdk.core import patcher
 loaded = {name: name in sys.modules for name in sys.argv[2].split(",")}
 patched_at_import = sorted(patcher._PATCHED_MODULES)
 from calendar_connect import oauth_client
-oauth_client.http_client()
+client = oauth_client.http_client()
 print(json.dumps({"loaded": loaded, "patched_at_import": patched_at_import,
-                  "patched_after_first_provider_call": sorted(patcher._PATCHED_MODULES)}))
+                  "patched_after_first_provider_call": sorted(patcher._PATCHED_MODULES),
+                  "provider_client": type(client).__name__}))
 """
 
 
@@ -67,3 +68,4 @@ def test_tracing_patches_botocore_at_import_and_httpx_with_the_first_provider_cl
     probe = _cold_import("initiate")
     assert probe["patched_at_import"] == ["botocore"]
     assert probe["patched_after_first_provider_call"] == ["botocore", "httpx"]
+    assert probe["provider_client"] == "_InstrumentedClient"  # patched before the client was made, so traced

@@ -10,10 +10,13 @@ from __future__ import annotations
 import base64
 import os
 import struct
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .errors import StorageUnavailable
 from .models import TokenSet
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 _VERSION = b"\x01"
 _CONTEXT = {"purpose": "calendar-connect-tokens"}
@@ -89,6 +92,14 @@ class KmsKeySource:
         return self._unwrapped[wrapped]
 
 
+def _aesgcm() -> type[AESGCM]:
+    """cryptography on first use (list/get never decrypt), outside any `except`: a broken install must fail
+    loudly, not read as a token that does not decrypt."""
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM as cipher
+
+    return cipher
+
+
 class TokenCipher:
     def __init__(self, keys: KeySource) -> None:
         self._keys = keys
@@ -96,21 +107,18 @@ class TokenCipher:
     def encrypt(self, connection_id: str, tokens: TokenSet) -> bytes:
         key, wrapped = self._keys.data_key()
         nonce = os.urandom(12)
-        from cryptography.hazmat.primitives.ciphers.aead import AESGCM  # on first use: list/get never decrypt
-
-        sealed = AESGCM(key).encrypt(nonce, tokens.model_dump_json().encode(), connection_id.encode())
+        sealed = _aesgcm()(key).encrypt(nonce, tokens.model_dump_json().encode(), connection_id.encode())
         return _VERSION + struct.pack(">H", len(wrapped)) + wrapped + nonce + sealed
 
     def decrypt(self, connection_id: str, blob: bytes) -> TokenSet:
+        aesgcm = _aesgcm()
         try:
             if blob[:1] != _VERSION:
                 raise DecryptionError("unknown token blob version")
             (length,) = struct.unpack(">H", blob[1:3])
             wrapped = blob[3 : 3 + length]
             nonce, sealed = blob[3 + length : 15 + length], blob[15 + length :]
-            from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
-            plain = AESGCM(self._keys.unwrap(wrapped)).decrypt(nonce, sealed, connection_id.encode())
+            plain = aesgcm(self._keys.unwrap(wrapped)).decrypt(nonce, sealed, connection_id.encode())
         except (struct.error, ValueError) as error:
             raise DecryptionError("token blob is malformed") from error
         except Exception as error:
