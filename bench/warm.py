@@ -33,6 +33,11 @@ class Latencies:
     def own_p50(self, floor: bool = False) -> float:
         return statistics.median(self.floor_own if floor else self.ours_own)
 
+    def calls_p50(self, floor: bool = False) -> float:
+        """Per request, the time inside the calls (total minus own work), then the median."""
+        total, own = (self.floor, self.floor_own) if floor else (self.ours, self.ours_own)
+        return statistics.median(t - o for t, o in zip(total, own, strict=True))
+
     @staticmethod
     def percentile(values: list[float], q: float) -> float:
         ordered = sorted(values)
