@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -54,3 +56,33 @@ def load_event(name: str) -> dict[str, Any]:
 
 def json_body(answer: dict[str, Any]) -> Any:
     return json.loads(answer["body"])
+
+
+def run_in_fresh_interpreter(function_dir: str, script: str, *args: str, env: dict[str, str] | None = None) -> Any:
+    """Run `script` in a new interpreter set up like a traced Lambda cold start of the function in functions/<dir>
+    (the layer and the repository on the path, tracing on, placeholder table names; no AWS is reached unless the
+    script asks); its first argument is the function's code directory. Answers the JSON of its last stdout line."""
+    code_dir = str(ROOT / "functions" / function_dir)
+    done = subprocess.run(
+        [sys.executable, "-c", script, code_dir, *args],
+        env={
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join([str(ROOT / "layers" / "shared" / "python"), str(ROOT)]),
+            "LAMBDA_TASK_ROOT": code_dir,
+            "AWS_LAMBDA_FUNCTION_NAME": f"fresh-{function_dir}",
+            "AWS_REGION": "us-east-1",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "POWERTOOLS_TRACE_DISABLED": "false",
+            "POWERTOOLS_METRICS_DISABLED": "true",
+            "PENDING_TABLE": "pending",
+            "CONNECTIONS_TABLE": "connections",
+            "API_CLIENTS_TABLE": "api-clients",
+            **(env or {}),
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])

@@ -6,12 +6,7 @@ X-Ray patching is what used to pull httpx into every cold start.
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-
-from local.template import ROOT
+from tests.support.lambda_runtime import run_in_fresh_interpreter
 
 DEFERRED = ("httpx", "cryptography", "email.policy", "xml.sax.saxutils")  # email.parser comes with http.client
 
@@ -31,27 +26,7 @@ print(json.dumps({"loaded": loaded, "patched_at_import": patched_at_import,
 
 
 def _cold_import(function_dir: str) -> dict:
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(ROOT / "layers" / "shared" / "python"),
-        "LAMBDA_TASK_ROOT": str(ROOT / "functions" / function_dir),
-        "AWS_LAMBDA_FUNCTION_NAME": "cold-imports",
-        "AWS_REGION": "us-east-1",
-        "POWERTOOLS_TRACE_DISABLED": "false",
-        "PENDING_TABLE": "pending",
-        "CONNECTIONS_TABLE": "connections",
-        "API_CLIENTS_TABLE": "api-clients",
-    }
-    done = subprocess.run(
-        [sys.executable, "-c", _PROBE, str(ROOT / "functions" / function_dir), ",".join(DEFERRED)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return run_in_fresh_interpreter(function_dir, _PROBE, ",".join(DEFERRED))
 
 
 def test_initiate_imports_no_http_client_crypto_or_parsers_before_it_needs_them() -> None:

@@ -8,15 +8,13 @@ a UDP socket in this test stands in for the X-Ray daemon and receives what the S
 from __future__ import annotations
 
 import json
-import os
 import socket
-import subprocess
-import sys
 from collections.abc import Iterator
 
 import pytest
 
 from local.template import ROOT
+from tests.support.lambda_runtime import run_in_fresh_interpreter
 
 _INVOKE = """
 import json, sys
@@ -38,31 +36,15 @@ def daemon() -> Iterator[socket.socket]:
 
 
 def _traced_invoke(daemon: socket.socket, function_dir: str, event: dict) -> tuple[dict, list[dict]]:
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(ROOT / "layers" / "shared" / "python"), str(ROOT)]),
-        "LAMBDA_TASK_ROOT": str(ROOT / "functions" / function_dir),
-        "AWS_LAMBDA_FUNCTION_NAME": "traced",
-        "AWS_REGION": "us-east-1",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "POWERTOOLS_TRACE_DISABLED": "false",
-        "POWERTOOLS_METRICS_DISABLED": "true",
-        "_X_AMZN_TRACE_ID": "Root=1-67891233-abcdef012345678912345678;Parent=53995c3f42cd8ad8;Sampled=1",
-        "AWS_XRAY_DAEMON_ADDRESS": f"127.0.0.1:{daemon.getsockname()[1]}",
-        "PENDING_TABLE": "pending",
-        "CONNECTIONS_TABLE": "connections",
-        "API_CLIENTS_TABLE": "api-clients",
-    }
-    done = subprocess.run(
-        [sys.executable, "-c", _INVOKE, str(ROOT / "functions" / function_dir), json.dumps(event)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    answer = run_in_fresh_interpreter(
+        function_dir,
+        _INVOKE,
+        json.dumps(event),
+        env={
+            "_X_AMZN_TRACE_ID": "Root=1-67891233-abcdef012345678912345678;Parent=53995c3f42cd8ad8;Sampled=1",
+            "AWS_XRAY_DAEMON_ADDRESS": f"127.0.0.1:{daemon.getsockname()[1]}",
+        },
     )
-    assert done.returncode == 0, done.stderr[-3000:]
-    answer = json.loads(done.stdout.strip().splitlines()[-1])
     # The subprocess has ended: everything it sent is in the socket's buffer. The handler's own subsegment
     # is the last thing it sends.
     documents: list[dict] = []
