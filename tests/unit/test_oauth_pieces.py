@@ -68,3 +68,57 @@ def test_connection_ids_are_stable_per_account_and_schedule():
         )
         == 5
     )
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "extra", "verifier", "nonce"),
+    [
+        (
+            "https://accounts.example.com/o/oauth2/v2/auth",
+            {"access_type": "offline", "prompt": "consent"},
+            "v" * 64,
+            "n1",
+        ),
+        ("https://login.example.com/common/oauth2/v2.0/authorize?p=b2c_1 signin&x=", {}, None, None),
+        # A provider entry may override a standard parameter: it keeps its place, with the entry's value.
+        ("https://idp.example.com/auth", {"scope": "openid calendar", "response_mode": "query"}, "w" * 43, None),
+    ],
+)
+def test_authorization_urls_are_encoded_as_a_whole_url_would_be(google, endpoint, extra, verifier, nonce):
+    # Given a provider whose URL's fixed part is encoded once and cached, and two attempts with it
+    from calendar_connect.connect_flow import _s256, _with_query, authorization_url
+    from calendar_connect.models import Dialect, PendingAuthorization
+
+    provider = google.model_copy(
+        update={"authorization_endpoint": endpoint, "authorization_params": extra, "client_id": "id/with space+&"}
+    )
+    for state in ("first-state_AZ-09", "second/state+?&="):
+        pending = PendingAuthorization(
+            stateHash="h",
+            providerId=provider.id,
+            clientId="c",
+            scheduleId="s",
+            returnUrl="https://booking.example.com/x",
+            dialect=Dialect.WIX,
+            redirectUri="https://cc.example.org/oauth2/callback?a=b c",
+            codeVerifier=verifier,
+            nonce=nonce,
+            createdAt=1,
+            expiresAt=2,
+        )
+        # When its URL is built
+        url = authorization_url(provider, pending, state)
+        # Then it is exactly the endpoint's own query, then every parameter in order, each encoded, as when the
+        # whole URL was encoded per request
+        params = {
+            "response_type": "code",
+            "client_id": provider.client_id,
+            "redirect_uri": pending.redirectUri,
+            "scope": " ".join(provider.scopes),
+            "state": state,
+            **({"code_challenge": _s256(verifier), "code_challenge_method": "S256"} if verifier else {}),
+            **({"nonce": nonce} if nonce else {}),
+        }
+        params.update(extra)
+        expected = _with_query(endpoint, params)  # the whole URL encoded at once, per request as before
+        assert url == expected

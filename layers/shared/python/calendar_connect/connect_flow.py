@@ -10,6 +10,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import lru_cache
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from .deployment import Deployment
@@ -135,6 +136,20 @@ def start_authorization(
     return StartedAuthorization(url=url, timeout_seconds=provider.timeout_seconds, expires_at=expires_at)
 
 
+# Per attempt only these change; the rest of an authorization URL is encoded once per container.
+_PER_ATTEMPT = frozenset({"state", "code_challenge", "nonce"})
+
+
+@lru_cache(maxsize=64)
+def _query_template(endpoint: str, items: tuple[tuple[str, str | None], ...]) -> tuple[str, tuple[str | None, ...]]:
+    """`endpoint` without its query, and the query's pieces in order: encoded, or None where a per-attempt value
+    goes. Encodes exactly as `_with_query` does."""
+    parts = urlsplit(endpoint)
+    pieces: list[str | None] = [urlencode([pair], quote_via=quote) for pair in parse_qsl(parts.query, True)]
+    pieces += [None if value is None else urlencode([(key, value)], quote_via=quote) for key, value in items]
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, "", "")), tuple(pieces)
+
+
 def authorization_url(provider: Provider, pending: PendingAuthorization, state: str) -> str:
     """The provider's authorization URL; built from the stored attempt, which never holds the state itself."""
     params = {
@@ -150,7 +165,12 @@ def authorization_url(provider: Provider, pending: PendingAuthorization, state: 
         params["nonce"] = pending.nonce
     params.update(provider.authorization_params)
     assert provider.authorization_endpoint
-    return _with_query(provider.authorization_endpoint, params)
+    base, pieces = _query_template(
+        provider.authorization_endpoint,
+        tuple((key, None if key in _PER_ATTEMPT else value) for key, value in params.items()),
+    )
+    per_attempt = iter(urlencode([(key, params[key])], quote_via=quote) for key in params if key in _PER_ATTEMPT)
+    return base + "?" + "&".join(piece if piece is not None else next(per_attempt) for piece in pieces)
 
 
 # --- the browser's side -------------------------------------------------------------------------------
