@@ -24,17 +24,38 @@ _CONDITION_FAILED = "ConditionalCheckFailedException"
 _M = TypeVar("_M")
 
 
+def _serialize(value: Any) -> dict[str, Any]:
+    """TypeSerializer's answer, without its type probing for the plain values most attributes hold."""
+    kind = type(value)
+    if kind is str:
+        return {"S": value}
+    if kind is bool:
+        return {"BOOL": value}
+    if kind is int and -(10**38) < value < 10**38:  # DynamoDB numbers: 38 digits
+        return {"N": str(value)}
+    return _serializer.serialize(value)
+
+
+def _deserialize(attribute: dict[str, Any]) -> Any:
+    """TypeDeserializer's answer (numbers as Decimal), top-level binary as bytes; strings and booleans directly."""
+    if "S" in attribute:
+        return attribute["S"]
+    if "BOOL" in attribute:
+        return attribute["BOOL"]
+    value = _deserializer.deserialize(attribute)
+    return value.value if isinstance(value, Binary) else value
+
+
 def _to_item(values: dict[str, Any]) -> dict[str, Any]:
-    return {k: _serializer.serialize(v) for k, v in values.items() if v is not None}
+    return {k: _serialize(v) for k, v in values.items() if v is not None}
 
 
 def _from_item(item: dict[str, Any]) -> dict[str, Any]:
-    values = {k: _deserializer.deserialize(v) for k, v in item.items()}
-    return {k: (v.value if isinstance(v, Binary) else v) for k, v in values.items()}
+    return {k: _deserialize(v) for k, v in item.items()}
 
 
 def _values(**values: Any) -> dict[str, Any]:
-    return {f":{k}": _serializer.serialize(v) for k, v in values.items()}
+    return {f":{k}": _serialize(v) for k, v in values.items()}
 
 
 @contextmanager
