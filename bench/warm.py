@@ -109,17 +109,37 @@ class Floor:
             ReturnValuesOnConditionCheckFailure="ALL_OLD",
         )
         self.http.post(self.token_endpoint, data={"grant_type": "authorization_code", "code": "c"}).json()
+        # The connection: the same upsert (expression, attributes, sizes) as Connections.upsert_connected.
+        created = "2026-11-21T09:00:00Z"
         self.db.update_item(
             TableName=CONNECTIONS,
             Key={"connectionId": {"S": "floor-connection"}},
-            UpdateExpression="SET clientId = :c, scheduleId = :s, listKey = :l, tokens = :t, #s = :st",
+            UpdateExpression="SET clientId = :clientId, providerId = :providerId, calendarType = :calendarType, "
+            "scheduleId = :scheduleId, externalAccountId = :externalAccountId, "
+            "externalAccountEmail = :email, scopesGranted = :scopesGranted, #s = :status, "
+            "createdAt = if_not_exists(createdAt, :createdAt), updatedAt = :updatedAt, "
+            "tokens = :tokens, accessTokenExpiresAt = :expiresAt, "
+            "listKey = if_not_exists(listKey, :listKey), version = if_not_exists(version, :zero) + :one "
+            "REMOVE refreshLeaseUntil, revokedAtProvider",
             ExpressionAttributeNames={"#s": "status"},
             ExpressionAttributeValues={
-                ":c": {"S": EXAMPLE_CLIENT_ID},
-                ":s": {"S": "schedule-42"},
-                ":l": {"S": f"{EXAMPLE_CLIENT_ID}#2026-11-21T09:00:00Z#floor-connection"},
-                ":t": {"B": secrets.token_bytes(200)},
-                ":st": {"S": "CONNECTED"},
+                ":clientId": {"S": EXAMPLE_CLIENT_ID},
+                ":providerId": {"S": "google"},
+                ":calendarType": {"S": "GOOGLE"},
+                ":scheduleId": {"S": "schedule-42"},
+                ":externalAccountId": {"S": "110169484474386276334"},
+                ":email": {"S": "staff.member@example.com"},
+                ":scopesGranted": {
+                    "L": [{"S": "openid"}, {"S": "email"}, {"S": "https://www.googleapis.com/auth/calendar"}]
+                },
+                ":status": {"S": "CONNECTED"},
+                ":createdAt": {"S": created},
+                ":updatedAt": {"S": created},
+                ":tokens": {"B": secrets.token_bytes(175)},
+                ":expiresAt": {"N": now},
+                ":listKey": {"S": f"{EXAMPLE_CLIENT_ID}#{created}#floor-connection"},
+                ":one": {"N": "1"},
+                ":zero": {"N": "0"},
             },
             ReturnValues="ALL_NEW",
         )
