@@ -22,7 +22,10 @@ from tests.support.lambda_runtime import EVENTS
 
 # Packages the python3.13 Lambda runtime ships precompiled; everything else comes from the layer.
 SITE = ROOT / "bench" / "out" / "lambda-site"  # git-ignored
+_COMPLETE = ".complete-2"  # bumped when the site's make-up changes, so a cached site is rebuilt
 RUNTIME_PACKAGES = {"boto3", "botocore", "s3transfer", "jmespath", "dateutil", "urllib3", "six"}
+# What layers/shared/Makefile removes from the layer: the runtime's copies are used.
+BOTOCORE_ONLY = {"boto3", "botocore", "s3transfer", "urllib3", "dateutil", "python_dateutil", "six"}
 
 
 @dataclass
@@ -59,7 +62,7 @@ def lambda_site(build: bool) -> tuple[list[str], str]:
     nothing else of this machine's virtualenv (which holds test tools that change import times, e.g. rich for
     httpx's CLI). Built for this machine's Python from layers/shared/requirements.txt (needs the registry);
     without it (--quick, nothing cached) the virtualenv's site-packages stand in."""
-    if build and not (SITE / ".complete").exists():
+    if build and not (SITE / _COMPLETE).exists():
         shutil.rmtree(SITE, ignore_errors=True)
         subprocess.run(
             [
@@ -77,18 +80,19 @@ def lambda_site(build: bool) -> tuple[list[str], str]:
             check=True,
             timeout=600,
         )
-        # As layers/shared/Makefile: the runtime's boto3/botocore/s3transfer, not the copies aws-xray-sdk pulls in.
+        # As layers/shared/Makefile: the runtime's boto3/botocore and their libraries, not the copies aws-xray-sdk
+        # pulls in.
         for entry in (SITE / "layer").iterdir():
-            if entry.name.split("-")[0] in ("boto3", "botocore", "s3transfer"):
-                shutil.rmtree(entry)
+            if entry.name.split("-")[0].removesuffix(".py") in BOTOCORE_ONLY:
+                shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
         runtime = SITE / "runtime"
         runtime.mkdir()
         site_packages = Path(sysconfig.get_paths()["purelib"])
         for entry in site_packages.iterdir():
             if entry.name.split("-")[0].split(".")[0] in RUNTIME_PACKAGES | {"python_dateutil"}:
                 (runtime / entry.name).symlink_to(entry)
-        (SITE / ".complete").touch()
-    if (SITE / ".complete").exists():
+        (SITE / _COMPLETE).touch()
+    if (SITE / _COMPLETE).exists():
         return [str(SITE / "layer"), str(SITE / "runtime")], "the layer's requirements + the runtime's boto3 only"
     return [], "this virtualenv's site-packages (no Lambda-like site built: run without --quick once)"
 

@@ -72,3 +72,8 @@ def test_the_layer_builds_without_python313_and_ships_source_only(tmp_path: Path
     assert "no python3.13 on this machine" in output
     assert (tmp_path / "python" / "calendar_connect" / "connect_flow.py").exists()
     assert not list((tmp_path / "python").rglob("*.pyc"))
+    # The runtime's boto3 and botocore run with their own libraries: none of them is shadowed by the layer.
+    shipped = {entry.name.split("-")[0].removesuffix(".py") for entry in (tmp_path / "python").iterdir()}
+    assert not shipped & {"boto3", "botocore", "s3transfer", "urllib3", "dateutil", "python_dateutil", "six"}
+    # What the layer's own libraries need is there (Powertools uses jmespath itself).
+    assert {"aws_lambda_powertools", "aws_xray_sdk", "jmespath", "wrapt", "httpx", "pydantic", "yaml"} <= shipped
