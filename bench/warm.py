@@ -16,6 +16,7 @@ from botocore.config import Config
 
 from bench.flow import INITIATE_EVENTS, access_token_event, callback_event, connect, script_token_answer, start_attempt
 from bench.stack import Stack
+from calendar_connect.dal import Connections
 from tests.support.lambda_runtime import EXAMPLE_CLIENT_ID, invoke, load_event
 
 PENDING, CONNECTIONS, API_CLIENTS = "PendingAuthorizationsTable", "ConnectionsTable", "ApiClientsTable"
@@ -114,13 +115,7 @@ class Floor:
         self.db.update_item(
             TableName=CONNECTIONS,
             Key={"connectionId": {"S": "floor-connection"}},
-            UpdateExpression="SET clientId = :clientId, providerId = :providerId, calendarType = :calendarType, "
-            "scheduleId = :scheduleId, externalAccountId = :externalAccountId, "
-            "externalAccountEmail = :email, scopesGranted = :scopesGranted, #s = :status, "
-            "createdAt = if_not_exists(createdAt, :createdAt), updatedAt = :updatedAt, "
-            "tokens = :tokens, accessTokenExpiresAt = :expiresAt, "
-            "listKey = if_not_exists(listKey, :listKey), version = if_not_exists(version, :zero) + :one "
-            "REMOVE refreshLeaseUntil, revokedAtProvider",
+            UpdateExpression=Connections.UPSERT_CONNECTED,
             ExpressionAttributeNames={"#s": "status"},
             ExpressionAttributeValues={
                 ":clientId": {"S": EXAMPLE_CLIENT_ID},

@@ -86,7 +86,7 @@ def test_connection_ids_are_stable_per_account_and_schedule():
 )
 def test_authorization_urls_are_encoded_as_a_whole_url_would_be(google, endpoint, extra, verifier, nonce):
     # Given a provider whose URL's fixed part is encoded once and cached, and two attempts with it
-    from calendar_connect.connect_flow import _s256, _with_query, authorization_url
+    from calendar_connect.connect_flow import _with_query, authorization_params, authorization_url
     from calendar_connect.models import Dialect, PendingAuthorization
 
     provider = google.model_copy(
@@ -110,15 +110,9 @@ def test_authorization_urls_are_encoded_as_a_whole_url_would_be(google, endpoint
         url = authorization_url(provider, pending, state)
         # Then it is exactly the endpoint's own query, then every parameter in order, each encoded, as when the
         # whole URL was encoded per request
-        params = {
-            "response_type": "code",
-            "client_id": provider.client_id,
-            "redirect_uri": pending.redirectUri,
-            "scope": " ".join(provider.scopes),
-            "state": state,
-            **({"code_challenge": _s256(verifier), "code_challenge_method": "S256"} if verifier else {}),
-            **({"nonce": nonce} if nonce else {}),
-        }
-        params.update(extra)
+        params = authorization_params(provider, pending, state)
+        assert list(params)[:5] == ["response_type", "client_id", "redirect_uri", "scope", "state"]
+        assert ("code_challenge" in params) == bool(verifier) and params.get("nonce") == nonce
+        assert {k: params[k] for k in extra} == extra
         expected = _with_query(endpoint, params)  # the whole URL encoded at once, per request as before
         assert url == expected

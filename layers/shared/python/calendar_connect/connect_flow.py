@@ -150,8 +150,8 @@ def _query_template(endpoint: str, items: tuple[tuple[str, str | None], ...]) ->
     return urlunsplit((parts.scheme, parts.netloc, parts.path, "", "")), tuple(pieces)
 
 
-def authorization_url(provider: Provider, pending: PendingAuthorization, state: str) -> str:
-    """The provider's authorization URL; built from the stored attempt, which never holds the state itself."""
+def authorization_params(provider: Provider, pending: PendingAuthorization, state: str) -> dict[str, str]:
+    """The authorization request's parameters, in order; a provider entry's own parameters last (or in place)."""
     params = {
         "response_type": "code",
         "client_id": provider.client_id,
@@ -164,6 +164,12 @@ def authorization_url(provider: Provider, pending: PendingAuthorization, state: 
     if pending.nonce:
         params["nonce"] = pending.nonce
     params.update(provider.authorization_params)
+    return params
+
+
+def authorization_url(provider: Provider, pending: PendingAuthorization, state: str) -> str:
+    """The provider's authorization URL; built from the stored attempt, which never holds the state itself."""
+    params = authorization_params(provider, pending, state)
     assert provider.authorization_endpoint
     base, pieces = _query_template(
         provider.authorization_endpoint,

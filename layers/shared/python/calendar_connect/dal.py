@@ -235,6 +235,15 @@ class PendingAuthorizations(_Table):
 
 class Connections(_Table):
     index = "ByScheduleId"
+    UPSERT_CONNECTED = (
+        "SET clientId = :clientId, providerId = :providerId, calendarType = :calendarType, "
+        "scheduleId = :scheduleId, externalAccountId = :externalAccountId, "
+        "externalAccountEmail = :email, scopesGranted = :scopesGranted, #s = :status, "
+        "createdAt = if_not_exists(createdAt, :createdAt), updatedAt = :updatedAt, "
+        "tokens = :tokens, accessTokenExpiresAt = :expiresAt, "
+        "listKey = if_not_exists(listKey, :listKey), version = if_not_exists(version, :zero) + :one "
+        "REMOVE refreshLeaseUntil, revokedAtProvider"
+    )
 
     def get(self, connection_id: str) -> ConnectionRecord | None:
         return self._get({"connectionId": connection_id}, ConnectionRecord)
@@ -243,13 +252,7 @@ class Connections(_Table):
         """Create the connection, or reconnect it in place (same id, createdAt kept, version bumped)."""
         new = self._update(
             {"connectionId": record.connectionId},
-            "SET clientId = :clientId, providerId = :providerId, calendarType = :calendarType, "
-            "scheduleId = :scheduleId, externalAccountId = :externalAccountId, "
-            "externalAccountEmail = :email, scopesGranted = :scopesGranted, #s = :status, "
-            "createdAt = if_not_exists(createdAt, :createdAt), updatedAt = :updatedAt, "
-            "tokens = :tokens, accessTokenExpiresAt = :expiresAt, "
-            "listKey = if_not_exists(listKey, :listKey), version = if_not_exists(version, :zero) + :one "
-            "REMOVE refreshLeaseUntil, revokedAtProvider",
+            self.UPSERT_CONNECTED,
             _values(
                 clientId=record.clientId,
                 providerId=record.providerId,
