@@ -119,6 +119,16 @@ class _Table:
             request["ExpressionAttributeNames"] = names
         return request
 
+    def _call_update(self, request: dict[str, Any]) -> tuple[bool, dict[str, Any]]:
+        """One UpdateItem: (True, its answer), or (False, the refusal's response) when its condition failed."""
+        try:
+            with _storage_errors():
+                return True, self._client.update_item(**request)
+        except ClientError as error:
+            if _condition_failed(error):
+                return False, error.response
+            raise
+
     def _update(
         self,
         key: dict[str, Any],
@@ -129,14 +139,9 @@ class _Table:
         return_new: bool = False,
     ) -> dict[str, Any] | None:
         """One conditional UpdateItem; False-y answer (None) when the condition failed."""
-        request = self._update_request(key, expression, values, condition, names, return_new)
-        try:
-            with _storage_errors():
-                answer = self._client.update_item(**request)
-        except ClientError as error:
-            if _condition_failed(error):
-                return None
-            raise
+        applied, answer = self._call_update(self._update_request(key, expression, values, condition, names, return_new))
+        if not applied:
+            return None
         return _from_item(answer["Attributes"]) if return_new else {}
 
     def _update_or_old(
@@ -146,15 +151,9 @@ class _Table:
         condition held, else (False, the item as it stood, None when there is none)."""
         request = self._update_request(key, expression, values, condition, names, return_new=True)
         request["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
-        try:
-            with _storage_errors():
-                answer = self._client.update_item(**request)
-        except ClientError as error:
-            if _condition_failed(error):
-                old = error.response.get("Item")
-                return False, _from_item(old) if old else None
-            raise
-        return True, _from_item(answer["Attributes"])
+        applied, answer = self._call_update(request)
+        item = answer.get("Attributes") if applied else answer.get("Item")
+        return applied, _from_item(item) if item else None
 
 
 class ApiClients(_Table):
