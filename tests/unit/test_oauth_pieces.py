@@ -86,7 +86,9 @@ def test_connection_ids_are_stable_per_account_and_schedule():
 )
 def test_authorization_urls_are_encoded_as_a_whole_url_would_be(google, endpoint, extra, verifier, nonce):
     # Given a provider whose URL's fixed part is encoded once and cached, and two attempts with it
-    from calendar_connect.connect_flow import _with_query, authorization_params, authorization_url
+    from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
+
+    from calendar_connect.connect_flow import authorization_params, authorization_url
     from calendar_connect.models import Dialect, PendingAuthorization
 
     provider = google.model_copy(
@@ -114,5 +116,7 @@ def test_authorization_urls_are_encoded_as_a_whole_url_would_be(google, endpoint
         assert list(params)[:5] == ["response_type", "client_id", "redirect_uri", "scope", "state"]
         assert ("code_challenge" in params) == bool(verifier) and params.get("nonce") == nonce
         assert {k: params[k] for k in extra} == extra
-        expected = _with_query(endpoint, params)  # the whole URL encoded at once, per request as before
+        parts = urlsplit(endpoint)
+        query = parse_qsl(parts.query, keep_blank_values=True) + list(params.items())
+        expected = urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query, quote_via=quote), ""))
         assert url == expected

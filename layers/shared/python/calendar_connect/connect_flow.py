@@ -53,10 +53,19 @@ def _s256(verifier: str) -> str:
     return base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).decode().rstrip("=")
 
 
-def _with_query(url: str, params: dict[str, str]) -> str:
+def _query_pieces(url: str, items: tuple[tuple[str, str | None], ...]) -> tuple[str, tuple[str | None, ...]]:
+    """`url` without its query, and the query's pieces in order: its own parameters, then `items`, each encoded;
+    None for an item whose value is None (a place kept for a value given later)."""
     parts = urlsplit(url)
-    query = parse_qsl(parts.query, keep_blank_values=True) + list(params.items())
-    return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query, quote_via=quote), ""))
+    pieces: list[str | None] = [urlencode([pair], quote_via=quote) for pair in parse_qsl(parts.query, True)]
+    pieces += [None if value is None else urlencode([(key, value)], quote_via=quote) for key, value in items]
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, "", "")), tuple(pieces)
+
+
+def _with_query(url: str, params: dict[str, str]) -> str:
+    base, pieces = _query_pieces(url, tuple(params.items()))
+    query = "&".join(piece for piece in pieces if piece is not None)
+    return f"{base}?{query}" if query else base
 
 
 def binding_cookie_name(state_hash: str) -> str:
@@ -140,14 +149,8 @@ def start_authorization(
 _PER_ATTEMPT = frozenset({"state", "code_challenge", "nonce"})
 
 
-@lru_cache(maxsize=64)
-def _query_template(endpoint: str, items: tuple[tuple[str, str | None], ...]) -> tuple[str, tuple[str | None, ...]]:
-    """`endpoint` without its query, and the query's pieces in order: encoded, or None where a per-attempt value
-    goes. Encodes exactly as `_with_query` does."""
-    parts = urlsplit(endpoint)
-    pieces: list[str | None] = [urlencode([pair], quote_via=quote) for pair in parse_qsl(parts.query, True)]
-    pieces += [None if value is None else urlencode([(key, value)], quote_via=quote) for key, value in items]
-    return urlunsplit((parts.scheme, parts.netloc, parts.path, "", "")), tuple(pieces)
+# The pieces of one provider's URLs without their per-attempt values, which never enter the cache.
+_query_template = lru_cache(maxsize=64)(_query_pieces)
 
 
 def authorization_params(provider: Provider, pending: PendingAuthorization, state: str) -> dict[str, str]:
