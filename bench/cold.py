@@ -18,7 +18,7 @@ from typing import Any
 from bench.flow import callback_event, script_token_answer, start_attempt
 from bench.stack import Stack
 from local.template import ROOT, functions, load_template
-from tests.support.lambda_runtime import EVENTS
+from tests.support.lambda_runtime import EVENTS, lambda_variables
 
 # Packages the python3.13 Lambda runtime ships precompiled; everything else comes from the layer.
 SITE = ROOT / "bench" / "out" / "lambda-site"  # git-ignored
@@ -38,23 +38,10 @@ class ColdRuns:
 
 
 def _lambda_variables(target: str) -> dict[str, str]:
-    """Reserved variables the Lambda runtime sets: libraries (the X-Ray SDK, Powertools) behave as in Lambda.
-
-    Tracing and metrics are on, as template.yaml deploys them (`Tracing: Active`, EMF metrics): the request is
-    sampled, its subsegments go by UDP to a daemon address nobody listens on, its metrics to stdout.
-    """
-    return {
-        "LAMBDA_TASK_ROOT": target if target != "floor" else str(ROOT),
-        "AWS_LAMBDA_FUNCTION_NAME": "bench",
-        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "1024",
-        "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
-        "AWS_EXECUTION_ENV": "AWS_Lambda_python3.13",
-        "POWERTOOLS_TRACE_DISABLED": "false",
-        "POWERTOOLS_METRICS_DISABLED": "false",
-        "_X_AMZN_TRACE_ID": "Root=1-67891233-abcdef012345678912345678;Parent=53995c3f42cd8ad8;Sampled=1",
-        "AWS_XRAY_DAEMON_ADDRESS": "127.0.0.1:2000",
-        "AWS_XRAY_CONTEXT_MISSING": "LOG_ERROR",
-    }
+    """As in Lambda, tracing and EMF metrics on as template.yaml deploys them: the request is sampled, its
+    subsegments go by UDP to a daemon address nobody listens on, its metrics to stdout."""
+    task_root = target if target != "floor" else str(ROOT)
+    return {**lambda_variables(task_root, "bench"), "POWERTOOLS_METRICS_DISABLED": "false"}
 
 
 def lambda_site(build: bool) -> tuple[list[str], str]:

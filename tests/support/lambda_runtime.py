@@ -58,6 +58,26 @@ def json_body(answer: dict[str, Any]) -> Any:
     return json.loads(answer["body"])
 
 
+# A sampled trace: the X-Ray SDK records and sends the request's subsegments, as in Lambda with tracing on.
+SAMPLED_TRACE_ID = "Root=1-67891233-abcdef012345678912345678;Parent=53995c3f42cd8ad8;Sampled=1"
+
+
+def lambda_variables(task_root: str, function_name: str) -> dict[str, str]:
+    """Reserved variables the Lambda runtime sets, so that libraries (the X-Ray SDK, Powertools) behave as in
+    Lambda; tracing on, as template.yaml deploys it, its subsegments sent by UDP to a local daemon address."""
+    return {
+        "LAMBDA_TASK_ROOT": task_root,
+        "AWS_LAMBDA_FUNCTION_NAME": function_name,
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "1024",
+        "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+        "AWS_EXECUTION_ENV": "AWS_Lambda_python3.13",
+        "POWERTOOLS_TRACE_DISABLED": "false",
+        "_X_AMZN_TRACE_ID": SAMPLED_TRACE_ID,
+        "AWS_XRAY_DAEMON_ADDRESS": "127.0.0.1:2000",
+        "AWS_XRAY_CONTEXT_MISSING": "LOG_ERROR",
+    }
+
+
 def run_in_fresh_interpreter(function_dir: str, script: str, *args: str, env: dict[str, str] | None = None) -> Any:
     """Run `script` in a new interpreter set up like a traced Lambda cold start of the function in functions/<dir>
     (the layer and the repository on the path, tracing on, placeholder table names; no AWS is reached unless the
@@ -68,11 +88,9 @@ def run_in_fresh_interpreter(function_dir: str, script: str, *args: str, env: di
         env={
             **os.environ,
             "PYTHONPATH": os.pathsep.join([str(ROOT / "layers" / "shared" / "python"), str(ROOT)]),
-            "LAMBDA_TASK_ROOT": code_dir,
-            "AWS_LAMBDA_FUNCTION_NAME": f"fresh-{function_dir}",
+            **lambda_variables(code_dir, f"fresh-{function_dir}"),
             "AWS_REGION": "us-east-1",
             "AWS_DEFAULT_REGION": "us-east-1",
-            "POWERTOOLS_TRACE_DISABLED": "false",
             "POWERTOOLS_METRICS_DISABLED": "true",
             "PENDING_TABLE": "pending",
             "CONNECTIONS_TABLE": "connections",

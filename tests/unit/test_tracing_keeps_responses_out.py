@@ -40,10 +40,7 @@ def _traced_invoke(daemon: socket.socket, function_dir: str, event: dict) -> tup
         function_dir,
         _INVOKE,
         json.dumps(event),
-        env={
-            "_X_AMZN_TRACE_ID": "Root=1-67891233-abcdef012345678912345678;Parent=53995c3f42cd8ad8;Sampled=1",
-            "AWS_XRAY_DAEMON_ADDRESS": f"127.0.0.1:{daemon.getsockname()[1]}",
-        },
+        env={"AWS_XRAY_DAEMON_ADDRESS": f"127.0.0.1:{daemon.getsockname()[1]}"},
     )
     # The subprocess has ended: everything it sent is in the socket's buffer. The handler's own subsegment
     # is the last thing it sends.
