@@ -95,7 +95,7 @@ def start_authorization(
 ) -> StartedAuthorization:
     """Record a pending authorization and answer the URL to send the person's browser to."""
     try:
-        validate_return_url(return_url)
+        return_url = validate_return_url(return_url)  # normalised: checked, stored and redirected to as is
     except ReturnUrlError as error:
         raise InvalidArgument.for_field(return_url_field, str(error)) from None
     provider = deployment.provider(provider_id)
