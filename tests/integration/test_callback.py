@@ -57,7 +57,8 @@ def start(provider: str = "google", dialect: Dialect = Dialect.WIX, schedule: st
         event["headers"]["teamup-provider-id"] = schedule
         url = json_body(invoke("InitiateFunction", event))["uri"]
     params = {k: v[0] for k, v in parse_qs(urlsplit(url).query).items()}
-    return Attempt(provider, dialect, params["state"], params.get("nonce"), params)
+    # With browser binding the URL is the start hop, whose attempt is the state.
+    return Attempt(provider, dialect, params.get("state") or params["attempt"], params.get("nonce"), params)
 
 
 def callback(query: dict[str, str], cookies: list[str] | None = None) -> dict[str, Any]:
@@ -579,7 +580,9 @@ def test_a_successful_callback_claims_its_attempt_with_one_update_and_reads_noth
     # Then DynamoDB saw three writes and no read: the claim (which answers the attempt), the connection, the outcome
     assert operations(calls) == [CLAIM, ("UpdateItem", "ConnectionsTable"), CLAIM]
     claim = calls[0]
-    assert claim.params["ConditionExpression"] == "#s = :pending AND expiresAt > :now"
+    assert claim.params["ConditionExpression"] == (
+        "#s = :pending AND expiresAt > :now AND requiresBrowserBinding = :unbound"  # no cookie: no binding
+    )
     assert claim.params["ReturnValues"] == "ALL_NEW"
     assert claim.params["ReturnValuesOnConditionCheckFailure"] == "ALL_OLD"
     assert claim.consumed["TableName"] == "PendingAuthorizationsTable"
@@ -693,41 +696,6 @@ def test_storage_failing_the_claim_is_a_503_page_and_the_attempt_stays_usable(pr
     assert item is not None and item["status"]["S"] == "PENDING"
     provider_server.script("/google/token", Answer(200, tokens_for(attempt)))
     assert connected(callback({"state": attempt.state, "code": "c"}), Dialect.WIX)
-
-
-def test_browser_binding_start_hop_then_callback(storage, provider_server, monkeypatch):
-    # Given an attempt that requires the start hop
-    state = event_state("start-attempt.json")
-    seed(storage, state, binding=True)
-    # When the browser opens the hop
-    hop = invoke("CallbackFunction", load_event("start-attempt.json"))
-    assert hop["statusCode"] == 302
-    assert urlsplit(hop["headers"]["Location"]).netloc == "accounts.google.com"
-    (cookie,) = hop["cookies"]
-    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Secure" in cookie
-    pair = cookie.split(";")[0]
-    # Then a second browser opening the same link is refused
-    assert invoke("CallbackFunction", load_event("start-attempt.json"))["statusCode"] == 403
-    # And the callback without the cookie fails as browser_mismatch; replays keep that outcome
-    provider_server.script("/google/token", Answer(200, google_tokens(GOOGLE_CLIENT_ID, "event-nonce")))
-    assert failed(callback({"state": state, "code": "c"}), Dialect.WIX) == ("internal", "browser_mismatch")
-    assert failed(callback({"state": state, "code": "c"}, cookies=[pair]), Dialect.WIX) == (
-        "internal",
-        "browser_mismatch",
-    )
-    assert provider_server.requests_to("/google/token") == []
-
-
-def test_browser_binding_with_the_cookie_connects(storage, provider_server):
-    state = "bound-state-" + "x" * 32
-    seed(storage, state, binding=True)
-    event = load_event("start-attempt.json")
-    event["queryStringParameters"] = {"attempt": state}
-    event["rawQueryString"] = urlencode({"attempt": state})
-    hop = invoke("CallbackFunction", event)
-    pair = hop["cookies"][0].split(";")[0]
-    provider_server.script("/google/token", Answer(200, google_tokens(GOOGLE_CLIENT_ID, "event-nonce")))
-    assert connected(callback({"state": state, "code": "c"}, cookies=["other=1", pair]), Dialect.WIX)
 
 
 def test_no_token_code_or_state_in_any_log_line(provider_server, log_lines):

@@ -221,6 +221,13 @@ _UNKNOWN = Page(
     "Unknown or missing sign-in attempt",
     "This link is not part of a sign-in in progress. Start connecting your calendar again from the website.",
 )
+# A browser that is not the one the attempt is bound to; says nothing of how the attempt stands.
+_ANOTHER_BROWSER = Page(
+    403,
+    "This sign-in was opened in another browser",
+    "For your safety, finish connecting your calendar in the browser where you opened the link, "
+    "or start again from the website.",
+)
 _STORAGE_DOWN = Page(
     503, "Temporarily unavailable", "We could not finish connecting your calendar. Please try again in a moment.", 5
 )
@@ -242,10 +249,35 @@ def _live_attempt(deployment: Deployment, state_hash: str, now: int) -> PendingA
     return pending
 
 
+def _holds_binding(pending: PendingAuthorization, presented: str | None) -> bool:
+    """Whether the browser presented the cookie whose hash the attempt keeps."""
+    return bool(
+        pending.browserBindingHash
+        and presented
+        and hmac.compare_digest(hash_secret(presented), pending.browserBindingHash)
+    )
+
+
+def _is_bound_browser(pending: PendingAuthorization, presented: str | None) -> bool:
+    """Whether this browser may use the attempt: any when it needs no binding, else only the one that bound it."""
+    return not pending.requiresBrowserBinding or _holds_binding(pending, presented)
+
+
+def _binding_cookie(name: str, token: str, pending: PendingAuthorization, now: int, secure: bool) -> str:
+    # Path: the directory of both browser endpoints, so Back or reload on the start hop presents it too.
+    path = urlsplit(pending.redirectUri).path.rsplit("/", 1)[0] + "/"
+    return f"{name}={token}; Max-Age={max(pending.expiresAt - now, 1)}; Path={path}; HttpOnly; SameSite=Lax" + (
+        "; Secure" if secure else ""
+    )
+
+
 def open_attempt(
     deployment: Deployment, attempt: str | None, cookies: dict[str, str], secure_cookie: bool, now: int | None = None
 ) -> Redirect | Page:
-    """The optional hop: bind the attempt to this browser, then send it to the provider."""
+    """The optional hop: bind the attempt to this browser, then send it to the provider.
+
+    An unopened link is a bearer link, so it opens only within START_LINK_SECONDS of initiate; once bound,
+    the browser that bound it may come back (Back, reload) until the attempt's own expiry."""
     now = int(time.time()) if now is None else now
     if not attempt:
         return _UNKNOWN
@@ -253,36 +285,23 @@ def open_attempt(
     pending = _live_attempt(deployment, state_hash, now)
     if not isinstance(pending, PendingAuthorization):
         return pending
-    if pending.status == "DONE" and pending.outcome:
-        return Redirect(outcome_url(pending, pending.outcome))
     name = binding_cookie_name(state_hash)
-    presented = cookies.get(name)
     if pending.browserBindingHash is not None:
-        if presented and hmac.compare_digest(hash_secret(presented), pending.browserBindingHash):
-            return _to_provider(deployment, pending, attempt, [])  # the same browser, reloading
-        return Page(
-            403,
-            "This link was opened in another browser",
-            "For your safety, finish connecting your calendar in the browser where you started, "
-            "or start again from the website.",
-        )
+        if not _holds_binding(pending, cookies.get(name)):
+            return _ANOTHER_BROWSER
+        if pending.status != "PENDING":  # finished (or finishing) in this browser: its outcome again
+            return Redirect(outcome_url(pending, _replayed_outcome(deployment, pending, now)))
+        return _to_provider(deployment, pending, attempt, [])
+    if now >= pending.createdAt + deployment.settings.start_link_seconds:
+        return Redirect(outcome_url(pending, _failure("internal", "expired")))
     token = secrets.token_urlsafe(32)
     try:
         bound = deployment.storage.pending.bind_browser(state_hash, hash_secret(token), now)
     except StorageUnavailable:
         return _STORAGE_DOWN
-    if not bound:
-        return Page(
-            403,
-            "This link was opened in another browser",
-            "For your safety, finish connecting your calendar in the browser where you started, "
-            "or start again from the website.",
-        )
-    cookie = (
-        f"{name}={token}; Max-Age={max(pending.expiresAt - now, 1)}; Path={CALLBACK_PATH}; "
-        "HttpOnly; SameSite=Lax" + ("; Secure" if secure_cookie else "")
-    )
-    return _to_provider(deployment, pending, attempt, [cookie])
+    if not bound:  # another browser bound it since the read, or it was used without the hop
+        return _ANOTHER_BROWSER
+    return _to_provider(deployment, pending, attempt, [_binding_cookie(name, token, pending, now, secure_cookie)])
 
 
 def _to_provider(
@@ -308,9 +327,11 @@ def finish_authorization(
         return _UNKNOWN
     state_hash = hash_secret(state)
     store = deployment.storage.pending
-    # No read first: the one conditional UpdateItem answers the attempt, claimed or not (as _live_attempt would).
+    presented = cookies.get(binding_cookie_name(state_hash))
+    # No read first: the one conditional UpdateItem answers the attempt, claimed or not (as _live_attempt would);
+    # its condition includes the browser binding, so a callback from another browser leaves the attempt unused.
     try:
-        claim = store.claim(state_hash, now)
+        claim = store.claim(state_hash, now, hash_secret(presented) if presented else None)
     except StorageUnavailable:
         return _STORAGE_DOWN  # nothing was read, so there is no trusted return URL to send the browser to
     pending = claim.pending
@@ -318,21 +339,15 @@ def finish_authorization(
         return _UNKNOWN
     if now >= pending.expiresAt:  # before anything else; DynamoDB's TTL deletes only within about two days
         return Redirect(outcome_url(pending, _failure("internal", "expired")))
-    if not claim.claimed:  # already used (CONSUMED or DONE): the first callback's outcome
+    if not _is_bound_browser(pending, presented):
+        return _ANOTHER_BROWSER  # the code is not redeemed; the bound browser can still finish
+    if not claim.claimed:  # already used (CONSUMED or DONE): the first callback's outcome, to the bound browser
         return Redirect(outcome_url(pending, _replayed_outcome(deployment, pending, now)))
 
-    presented = cookies.get(binding_cookie_name(state_hash))
-    if pending.requiresBrowserBinding and not (
-        pending.browserBindingHash
-        and presented
-        and hmac.compare_digest(hash_secret(presented), pending.browserBindingHash)
-    ):
-        outcome = _failure("internal", "browser_mismatch")
-    else:
-        try:
-            outcome = {"connectionId": _connect(deployment, pending, params, now)}
-        except AuthorizationFailure as failure:
-            outcome = _failure(failure.error, failure.reason)
+    try:
+        outcome = {"connectionId": _connect(deployment, pending, params, now)}
+    except AuthorizationFailure as failure:
+        outcome = _failure(failure.error, failure.reason)
     logger.info(
         "authorization finished",
         extra={"providerId": pending.providerId, "outcome": outcome.get("reason", "connected")},

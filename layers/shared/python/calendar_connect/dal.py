@@ -209,17 +209,21 @@ class PendingAuthorizations(_Table):
             is not None
         )
 
-    def claim(self, state_hash: str, now: int) -> Claim:
-        """Single use: exactly one callback moves the attempt from PENDING to CONSUMED.
+    def claim(self, state_hash: str, now: int, binding_hash: str | None) -> Claim:
+        """Single use: exactly one callback, from the browser the attempt is bound to (when it must be), moves the
+        attempt from PENDING to CONSUMED.
 
         No read before it: the one UpdateItem answers the attempt whether the claim succeeded or not
-        (unknown, expired, or already used), so the caller can tell which."""
+        (unknown, expired, already used, or another browser's), so the caller can tell which."""
+        condition = "#s = :pending AND expiresAt > :now AND "
+        values = _values(consumed="CONSUMED", pending="PENDING", now=now, unbound=False)
+        if binding_hash is None:
+            condition += "requiresBrowserBinding = :unbound"
+        else:
+            condition += "(requiresBrowserBinding = :unbound OR browserBindingHash = :binding)"
+            values.update(_values(binding=binding_hash))
         claimed, item = self._update_or_old(
-            {"stateHash": state_hash},
-            "SET #s = :consumed",
-            _values(consumed="CONSUMED", pending="PENDING", now=now),
-            "#s = :pending AND expiresAt > :now",
-            names={"#s": "status"},
+            {"stateHash": state_hash}, "SET #s = :consumed", values, condition, names={"#s": "status"}
         )
         return Claim(claimed, PendingAuthorization(**item) if item is not None else None)
 

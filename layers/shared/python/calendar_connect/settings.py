@@ -27,6 +27,8 @@ class Settings(BaseModel):
     client_secrets_id: str = Field(default="", alias="CLIENT_SECRETS_ID")
     # Bind each attempt to the browser that opened it (RFC 9700 2.1.1) through /oauth2/start.
     browser_binding: bool = Field(default=True, alias="BROWSER_BINDING")
+    # How long an oauthUrl nobody has opened yet can be opened (a bearer link until a browser binds it).
+    start_link_seconds: int = Field(default=120, ge=1, alias="START_LINK_SECONDS")
     http_connect_timeout: float = Field(default=3.0, alias="HTTP_CONNECT_TIMEOUT")
     http_read_timeout: float = Field(default=8.0, alias="HTTP_READ_TIMEOUT")
     max_body_bytes: int = Field(default=16 * 1024, alias="MAX_BODY_BYTES")
