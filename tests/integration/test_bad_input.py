@@ -99,7 +99,8 @@ def test_every_401_carries_www_authenticate_bearer(header):
         "connection-access-token.json",
     ],
 )
-def test_every_management_answer_is_no_store(event_file, event_connection):
+@pytest.mark.usefixtures("event_connection")
+def test_every_management_answer_is_no_store(event_file):
     # Whatever the route and outcome (200, 4xx), the answer must not be cached by anyone in between.
     answer = invoke("InitiateFunction", load_event(event_file))
     assert answer["statusCode"] in (200, 400, 401), answer["body"]
