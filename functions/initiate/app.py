@@ -19,7 +19,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
 
-from calendar_connect import connections, deployment
+from calendar_connect import connections, deadline, deployment
 from calendar_connect.api_clients import authenticate
 from calendar_connect.connect_flow import start_authorization
 from calendar_connect.errors import (
@@ -299,6 +299,11 @@ def _raw_body(event: dict[str, Any]) -> bytes:
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    with deadline.invocation(context):  # every DynamoDB and provider call ends before the deadline
+        return _handle(event, context)
+
+
+def _handle(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     # Size and key are checked before routing and validation: nobody unauthenticated learns what is valid.
     here = deployment.current()
     try:

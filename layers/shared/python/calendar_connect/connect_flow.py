@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
+from . import deadline as invocation
 from .deployment import Deployment
 from .errors import (
     AuthorizationFailure,
@@ -350,7 +351,8 @@ def _replayed_outcome(deployment: Deployment, pending: PendingAuthorization, now
     delay = 0.05
     current: PendingAuthorization | None = pending
     while current is not None and current.status != "DONE" and time.monotonic() < deadline:
-        time.sleep(delay)
+        if not invocation.sleep(delay):
+            break  # the invocation's own deadline comes first
         delay = min(delay * 2, 0.5)
         try:
             current = deployment.storage.pending.get(pending.stateHash)
@@ -434,7 +436,7 @@ def _identify(provider: Provider, body: dict, tokens: TokenSet, nonce: str | Non
     id_token = body.get("id_token")
     from_id_token = isinstance(id_token, str) and bool(id_token)
     try:
-        if from_id_token:
+        if isinstance(id_token, str) and id_token:
             claims = id_token_claims(id_token, provider, nonce)
             id_fields = provider.account_id_claims
         else:
