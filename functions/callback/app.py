@@ -8,7 +8,7 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from calendar_connect import deployment
+from calendar_connect import deadline, deployment
 from calendar_connect.connect_flow import Page, Redirect, finish_authorization, open_attempt
 from calendar_connect.http_answers import BROWSER_HEADERS, page
 from calendar_connect.observability import logger, metrics, tracer
@@ -73,4 +73,5 @@ def _unexpected(error: Exception) -> Response:
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return app.resolve(event, context)
+    with deadline.invocation(context):  # every DynamoDB and provider call ends before the deadline
+        return app.resolve(event, context)

@@ -19,7 +19,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
 
-from calendar_connect import connections, deployment
+from calendar_connect import connections, deadline, deployment
 from calendar_connect.api_clients import authenticate
 from calendar_connect.connect_flow import start_authorization
 from calendar_connect.errors import (
@@ -33,6 +33,7 @@ from calendar_connect.errors import (
 )
 from calendar_connect.http_answers import JSON, error_event_response, error_headers, invalid_argument_from
 from calendar_connect.models import (
+    ID_PATTERN,
     AccessTokenResponse,
     ApiClient,
     ConnectByOAuthRequest,
@@ -49,6 +50,7 @@ from calendar_connect.models import (
     iso,
 )
 from calendar_connect.observability import logger, metrics, tracer
+from calendar_connect.request_limits import MAX_JSON_DEPTH, is_json, json_nesting_exceeds
 
 app = APIGatewayHttpResolver(enable_validation=True)
 app.configure_openapi(
@@ -70,12 +72,19 @@ _ERROR_WHEN = {
 }
 
 
+# Every answer, success or error: set once, in lambda_handler.
+_NO_STORE = {"Cache-Control": {"description": "no-store", "schema": {"type": "string", "enum": ["no-store"]}}}
+
+
 def _errors(*statuses: int, ok: dict[str, Any] | None = None) -> dict[int, Any]:
     """A route's documented answers: 200 (its return type unless `ok` says otherwise) and its errors."""
     shared = (400, 401, 413, 500, 503)
     answers: dict[int, Any] = {200: {"description": "Successful Response", **({"content": ok} if ok else {})}}
     for status in sorted({*shared, *statuses}):
         answers[status] = {"description": _ERROR_WHEN[status], "content": {JSON: {"model": ErrorBody}}}
+    answers[401]["headers"] = {"WWW-Authenticate": {"description": "Bearer (RFC 6750)", "schema": {"type": "string"}}}
+    for answer in answers.values():
+        answer["headers"] = {**answer.get("headers", {}), **_NO_STORE}
     return answers
 
 
@@ -231,8 +240,8 @@ def teamup_initiate(response_format: Annotated[str, Query(alias="format", patter
             '<?xml version="1.0" encoding="UTF-8"?>'
             f"<root><uri>{escape(answer.uri)}</uri><timeout_seconds>{answer.timeout_seconds}</timeout_seconds></root>"
         )
-        return Response(200, "application/xml", xml, headers={"Cache-Control": "no-store"})
-    return Response(200, JSON, answer.model_dump_json(), headers={"Cache-Control": "no-store"})
+        return Response(200, "application/xml", xml)
+    return Response(200, JSON, answer.model_dump_json())
 
 
 @app.get("/v2/external-calendars/providers", responses=_errors())
@@ -254,7 +263,7 @@ def list_providers() -> ProvidersResponse:
 
 @app.get(CONNECTIONS, responses=_errors())
 def list_connections(
-    scheduleId: Annotated[str, Query(min_length=1, max_length=200)],
+    scheduleId: Annotated[str, Query(min_length=1, max_length=200, pattern=ID_PATTERN)],
     cursor: Annotated[str | None, Query(max_length=2048)] = None,
 ) -> ConnectionsPage:
     return connections.list_connections(deployment.current(), _client(), scheduleId, cursor)
@@ -270,12 +279,9 @@ def delete_connection(connectionId: str) -> DisconnectResponse:
     return connections.disconnect(deployment.current(), _client(), connectionId)
 
 
-@app.post(
-    CONNECTIONS + "/<connectionId>/access-token", responses=_errors(404, 428, ok={JSON: {"model": AccessTokenResponse}})
-)
-def get_access_token(connectionId: str):  # type: ignore[no-untyped-def]
-    answer: AccessTokenResponse = connections.access_token(deployment.current(), _client(), connectionId)
-    return Response(200, JSON, answer.model_dump_json(), headers={"Cache-Control": "no-store"})
+@app.post(CONNECTIONS + "/<connectionId>/access-token", responses=_errors(404, 428))
+def get_access_token(connectionId: str) -> AccessTokenResponse:
+    return connections.access_token(deployment.current(), _client(), connectionId)
 
 
 def _raw_body(event: dict[str, Any]) -> bytes:
@@ -293,17 +299,29 @@ def _raw_body(event: dict[str, Any]) -> bytes:
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    with deadline.invocation(context):  # every DynamoDB and provider call ends before the deadline
+        return _handle(event, context)
+
+
+def _handle(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     # Size and key are checked before routing and validation: nobody unauthenticated learns what is valid.
     here = deployment.current()
     try:
-        if len(_raw_body(event)) > here.settings.max_body_bytes:
+        body = _raw_body(event)
+        if len(body) > here.settings.max_body_bytes:
             raise PayloadTooLarge(f"The body is over {here.settings.max_body_bytes // 1024} KiB")
         headers = {k.lower(): v for k, v in (event.get("headers") or {}).items()}
         try:
             client = authenticate(here.storage.api_clients, headers.get("authorization"))
         except StorageUnavailable:
             raise Unavailable() from None
+        # Parsers and validators recurse once per level: a deep body would end in RecursionError, a 500.
+        if is_json(headers.get("content-type", "")) and json_nesting_exceeds(body):
+            raise InvalidArgument.for_field("body", f"nested deeper than {MAX_JSON_DEPTH} levels")
     except ApiError as error:
         return error_event_response(error)
     app.append_context(api_client=client)
-    return app.resolve(event, context)
+    answer = app.resolve(event, context)
+    # Every management answer (keys, attempt URLs, tokens, connections) is for its caller only.
+    answer.setdefault("headers", {})["Cache-Control"] = "no-store"
+    return answer

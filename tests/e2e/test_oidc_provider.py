@@ -69,6 +69,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                 "OIDC_CLIENT_ID": CLIENT_ID,
                 "OIDC_CLIENT_SECRET": secret,
                 "OIDC_REDIRECT_URI": f"http://127.0.0.1:{port}/oauth2/callback",
+                # The ID token names the account only; the e-mail must be fetched from userinfo.
+                "OIDC_EMAIL_AT_USERINFO_ONLY": "1",
             },
             stdout=sink,
             stderr=subprocess.STDOUT,
@@ -171,7 +173,7 @@ def test_approve_connects_and_the_tokens_work(page: Any, stack: Stack) -> None:
     with stack.runner.api() as api:
         connection = api.get(f"/v2/external-calendars/connections/{connection_id}").json()["connection"]
         assert connection["externalAccountId"] == "alice"
-        assert connection["externalAccountEmail"] == "alice@oidc.test"
+        assert connection["externalAccountEmail"] == "alice@oidc.test"  # released at userinfo only
         assert {"calendar", "offline_access"} <= set(connection["scopesGranted"])
         token = api.post(f"/v2/external-calendars/connections/{connection_id}/access-token")
         assert token.status_code == 200, token.text

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
+from . import deadline as invocation
 from .deployment import Deployment
 from .errors import (
     AuthorizationFailure,
@@ -365,7 +366,8 @@ def _replayed_outcome(deployment: Deployment, pending: PendingAuthorization, now
     delay = 0.05
     current: PendingAuthorization | None = pending
     while current is not None and current.status != "DONE" and time.monotonic() < deadline:
-        time.sleep(delay)
+        if not invocation.sleep(delay):
+            break  # the invocation's own deadline comes first
         delay = min(delay * 2, 0.5)
         try:
             current = deployment.storage.pending.get(pending.stateHash)
@@ -442,9 +444,13 @@ def _connect(deployment: Deployment, pending: PendingAuthorization, params: dict
 
 
 def _identify(provider: Provider, body: dict, tokens: TokenSet, nonce: str | None) -> tuple[str, str | None]:
-    """The external account: ID token claims when there is one, else the userinfo endpoint."""
+    """The external account: ID token claims when there is one, else the userinfo endpoint.
+
+    An ID token without an e-mail claim leaves the e-mail to userinfo (OIDC Core 5.4), best effort.
+    """
+    id_token = body.get("id_token")
+    from_id_token = isinstance(id_token, str) and bool(id_token)
     try:
-        id_token = body.get("id_token")
         if isinstance(id_token, str) and id_token:
             claims = id_token_claims(id_token, provider, nonce)
             id_fields = provider.account_id_claims
@@ -457,8 +463,30 @@ def _identify(provider: Provider, body: dict, tokens: TokenSet, nonce: str | Non
     parts = [claims.get(name) for name in id_fields]
     if not parts or not all(isinstance(p, str) and p for p in parts):
         raise AuthorizationFailure("internal", "provider_error")
-    email = next((claims[n] for n in provider.email_claims if isinstance(claims.get(n), str) and claims[n]), None)
+    email = _email(provider, claims)
+    if email is None and from_id_token and provider.userinfo_endpoint:
+        try:
+            userinfo = fetch_userinfo(provider, tokens.access_token)
+        except ProviderCallFailed as error:
+            logger.info("no e-mail from userinfo", extra={"cause": error.reason})
+        else:
+            if _same_account(provider, claims, userinfo):
+                email = _email(provider, userinfo)
     return ":".join(str(p) for p in parts), email
+
+
+def _same_account(provider: Provider, id_claims: dict, userinfo: dict) -> bool:
+    """OIDC Core 5.3.2: userinfo about another subject than the ID token's must not be used. An OpenID userinfo
+    answer has `sub`; another (Microsoft Graph's /me) names the account by its own fields, found in the ID token."""
+    if "sub" in userinfo:
+        return userinfo["sub"] == id_claims.get("sub")
+    own = [userinfo.get(name) for name in provider.userinfo_account_id_fields]
+    known = {id_claims.get(name) for name in provider.account_id_claims}
+    return bool(own) and all(isinstance(v, str) and v and v in known for v in own)
+
+
+def _email(provider: Provider, claims: dict) -> str | None:
+    return next((claims[n] for n in provider.email_claims if isinstance(claims.get(n), str) and claims[n]), None)
 
 
 def _revoke_quietly(provider: Provider, secret: str | None, tokens: TokenSet) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 
+from . import deadline as invocation
 from .dal import decode_cursor, encode_cursor
 from .deployment import Deployment
 from .errors import FailedPrecondition, Internal, InvalidArgument, NotFound, StorageUnavailable, Unavailable
@@ -143,7 +144,7 @@ def _revoke(deployment: Deployment, record: ConnectionRecord) -> bool | None:
 
 def access_token(deployment: Deployment, client: ApiClient, connection_id: str) -> AccessTokenResponse:
     """A token valid for at least 5 more minutes; one refresh at the provider however many ask at once."""
-    deadline = time.monotonic() + _WAIT_SECONDS
+    wait_until = time.monotonic() + _WAIT_SECONDS
     delay = 0.05
     connections = deployment.storage.connections
     waited_on: int | None = None  # the version someone else was refreshing when this call began to wait
@@ -167,9 +168,8 @@ def access_token(deployment: Deployment, client: ApiClient, connection_id: str) 
             # The connection changed during the refresh (reconnected, disconnected): its new state answers.
         else:
             waited_on = record.version if waited_on is None else waited_on
-        if time.monotonic() > deadline:
+        if time.monotonic() > wait_until or not invocation.sleep(delay):
             raise Unavailable("The token refresh is taking too long; try again", retry_after=2)
-        time.sleep(delay)
         delay = min(delay * 2, 0.5)
 
 

@@ -11,9 +11,9 @@ from typing import Any, TypeVar
 
 import boto3
 from boto3.dynamodb.types import Binary, TypeDeserializer, TypeSerializer
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from . import aws_calls
 from .errors import StorageUnavailable
 from .models import ApiClient, ConnectionRecord, ConnectionStatus, PendingAuthorization
 from .settings import Settings
@@ -77,23 +77,23 @@ def _condition_failed(error: ClientError) -> bool:
 
 
 def create_client(settings: Settings) -> Any:
-    config = Config(
-        connect_timeout=2,
-        read_timeout=5,
-        retries={"max_attempts": 3, "mode": "standard"},
-        tcp_keepalive=True,
-    )
+    config = aws_calls.client_config(settings.storage_connect_timeout, settings.storage_read_timeout)
     return boto3.client("dynamodb", endpoint_url=settings.dynamodb_endpoint or None, config=config)
 
 
 class _Table:
-    def __init__(self, client: Any, name: str) -> None:
+    def __init__(self, client: Any, name: str, attempt_seconds: float = 0.0) -> None:
         self._client = client
         self.name = name
+        self._attempt_seconds = attempt_seconds  # one attempt's worst case: connect and read timeouts
+
+    def _call(self, operation: str, **request: Any) -> Any:
+        """One DynamoDB operation within the invocation's deadline (aws_calls.call)."""
+        return aws_calls.call(getattr(self._client, operation), self._attempt_seconds, **request)
 
     def _get(self, key: dict[str, Any], model: Callable[..., _M]) -> _M | None:
         with _storage_errors():
-            answer = self._client.get_item(TableName=self.name, Key=_to_item(key), ConsistentRead=True)
+            answer = self._call("get_item", TableName=self.name, Key=_to_item(key), ConsistentRead=True)
         item = answer.get("Item")
         return model(**_from_item(item)) if item else None
 
@@ -123,7 +123,7 @@ class _Table:
         """One UpdateItem: (True, its answer), or (False, the refusal's response) when its condition failed."""
         try:
             with _storage_errors():
-                return True, self._client.update_item(**request)
+                return True, self._call("update_item", **request)
         except ClientError as error:
             if _condition_failed(error):
                 return False, error.response
@@ -162,7 +162,8 @@ class ApiClients(_Table):
 
     def put(self, client: ApiClient) -> None:
         with _storage_errors():
-            self._client.put_item(
+            self._call(
+                "put_item",
                 TableName=self.name,
                 Item=_to_item(client.model_dump()),
                 ConditionExpression="attribute_not_exists(clientId)",
@@ -187,7 +188,8 @@ class Claim:
 class PendingAuthorizations(_Table):
     def put_new(self, pending: PendingAuthorization) -> None:
         with _storage_errors():
-            self._client.put_item(
+            self._call(
+                "put_item",
                 TableName=self.name,
                 Item=_to_item(pending.model_dump(mode="json")),
                 ConditionExpression="attribute_not_exists(stateHash)",
@@ -295,7 +297,7 @@ class Connections(_Table):
         if cursor:
             request["ExclusiveStartKey"] = cursor
         with _storage_errors():
-            answer = self._client.query(**request)
+            answer = self._call("query", **request)
         items = answer.get("Items", [])
         if len(items) > limit:
             items = items[:limit]
@@ -390,6 +392,7 @@ class Storage:
 
     def __init__(self, settings: Settings, client: Any | None = None) -> None:
         self.client = client or create_client(settings)
-        self.api_clients = ApiClients(self.client, settings.api_clients_table)
-        self.pending = PendingAuthorizations(self.client, settings.pending_table)
-        self.connections = Connections(self.client, settings.connections_table)
+        attempt = settings.storage_connect_timeout + settings.storage_read_timeout
+        self.api_clients = ApiClients(self.client, settings.api_clients_table, attempt)
+        self.pending = PendingAuthorizations(self.client, settings.pending_table, attempt)
+        self.connections = Connections(self.client, settings.connections_table, attempt)

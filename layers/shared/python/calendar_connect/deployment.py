@@ -25,7 +25,9 @@ class Deployment:
 
     @cached_property
     def cipher(self) -> TokenCipher:
-        return cipher_from_settings(self.settings.token_kms_key_id, self.settings.local_token_key)
+        settings = self.settings
+        timeouts = (settings.storage_connect_timeout, settings.storage_read_timeout)
+        return cipher_from_settings(settings.token_kms_key_id, settings.local_token_key, timeouts)
 
     def provider(self, provider_id: str) -> Provider | None:
         return self.providers.get(provider_id)

@@ -9,7 +9,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 _STRICT = ConfigDict(extra="forbid", str_strip_whitespace=False)
-_ID = r"^[A-Za-z0-9._:@\-]+$"
+ID_PATTERN = r"^[A-Za-z0-9._:@\-]+$"  # provider and schedule ids, wherever the API takes one
 
 
 def iso(epoch_seconds: int | float) -> str:
@@ -35,8 +35,8 @@ class ConnectByOAuthRequest(BaseModel):
 
     model_config = _STRICT
 
-    providerId: str = Field(min_length=1, max_length=64, pattern=_ID)
-    scheduleId: str = Field(min_length=1, max_length=200, pattern=_ID)
+    providerId: str = Field(min_length=1, max_length=64, pattern=ID_PATTERN)
+    scheduleId: str = Field(min_length=1, max_length=200, pattern=ID_PATTERN)
     redirectUrl: str = Field(min_length=1, max_length=2048)
 
 

@@ -10,6 +10,7 @@ import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+from . import deadline
 from .providers import Provider
 from .settings import get_settings
 
@@ -58,6 +59,22 @@ def http_client() -> httpx.Client:
         return _http
 
 
+_LEAST_CALL_SECONDS = 0.1  # below this, a provider call is not even started
+
+
+def _timeout() -> httpx.Timeout:
+    """The configured timeouts cut to the invocation's deadline: connect, write and pool wait a quarter of what is
+    left at most, read the rest, so that the whole call ends before the deadline."""
+    import httpx
+
+    left = deadline.remaining()
+    if left < _LEAST_CALL_SECONDS:
+        raise httpx.TimeoutException("the invocation's deadline leaves no time for this call")
+    settings = get_settings()
+    short = min(settings.http_connect_timeout, left / 4)
+    return httpx.Timeout(min(settings.http_read_timeout, left - 3 * short), connect=short, write=short, pool=short)
+
+
 def reset_caches() -> None:
     """Forget the container's HTTP client, discovered metadata and secrets (tests change providers)."""
     global _http
@@ -78,7 +95,7 @@ def with_discovered_endpoints(provider: Provider) -> Provider:
 
         url = provider.issuer.rstrip("/") + "/.well-known/openid-configuration"
         try:
-            answer = http_client().get(url)
+            answer = http_client().get(url, timeout=_timeout())
             answer.raise_for_status()
             metadata = answer.json()
         except (httpx.HTTPError, ValueError) as error:
@@ -105,10 +122,19 @@ def client_secret(provider: Provider, secrets_id: str) -> str | None:
         return os.environ[source.env]
     if source.secrets_manager_key and secrets_id:
         if not _secrets:
-            from aws_lambda_powertools.utilities import parameters
+            from aws_lambda_powertools.utilities.parameters import SecretsProvider
 
-            values = parameters.get_secret(secrets_id, transform="json", max_age=300)
-            _secrets.update({str(k): str(v) for k, v in (values or {}).items()})
+            from .aws_calls import client_config
+
+            # Short timeouts, one attempt (read once per container): a hanging Secrets Manager costs one read timeout.
+            settings = get_settings()
+            store = SecretsProvider(
+                boto_config=client_config(settings.storage_connect_timeout, settings.storage_read_timeout)
+            )
+            values = store.get(secrets_id, transform="json", max_age=300)
+            if not isinstance(values, dict):
+                raise ProviderConfigurationError("the client secrets are not a JSON object")
+            _secrets.update({str(k): str(v) for k, v in values.items()})
         if source.secrets_manager_key in _secrets:
             return _secrets[source.secrets_manager_key]
     if provider.token_endpoint_auth_method == "none":
@@ -139,7 +165,7 @@ def _token_request(provider: Provider, secret: str | None, form: dict[str, str])
     import httpx
 
     try:
-        answer = http_client().post(provider.token_endpoint, data=form, headers=headers)
+        answer = http_client().post(provider.token_endpoint, data=form, headers=headers, timeout=_timeout())
     except httpx.TimeoutException as error:
         raise ProviderCallFailed("timeout") from error
     except httpx.HTTPError as error:
@@ -192,7 +218,7 @@ def revoke(provider: Provider, secret: str | None, token: str, hint: str = "refr
     import httpx
 
     try:
-        answer = http_client().post(provider.revocation_endpoint, data=form, headers=headers)
+        answer = http_client().post(provider.revocation_endpoint, data=form, headers=headers, timeout=_timeout())
     except httpx.HTTPError:
         return False
     return answer.status_code == 200
@@ -204,7 +230,9 @@ def fetch_userinfo(provider: Provider, access_token: str) -> dict[str, Any]:
     import httpx
 
     try:
-        answer = http_client().get(provider.userinfo_endpoint, headers={"Authorization": f"Bearer {access_token}"})
+        answer = http_client().get(
+            provider.userinfo_endpoint, headers={"Authorization": f"Bearer {access_token}"}, timeout=_timeout()
+        )
         body = answer.json()
     except (httpx.HTTPError, ValueError) as error:
         raise ProviderCallFailed("userinfo failed") from error

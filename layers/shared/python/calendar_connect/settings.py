@@ -29,8 +29,12 @@ class Settings(BaseModel):
     browser_binding: bool = Field(default=True, alias="BROWSER_BINDING")
     # How long an oauthUrl nobody has opened yet can be opened (a bearer link until a browser binds it).
     start_link_seconds: int = Field(default=120, ge=1, alias="START_LINK_SECONDS")
+    # Per attempt, and never past the invocation's deadline (deadline.py): providers over HTTP...
     http_connect_timeout: float = Field(default=3.0, alias="HTTP_CONNECT_TIMEOUT")
     http_read_timeout: float = Field(default=8.0, alias="HTTP_READ_TIMEOUT")
+    # ...and DynamoDB and KMS (a millisecond service: a dead one answers 503 within about one read timeout).
+    storage_connect_timeout: float = Field(default=1.0, alias="STORAGE_CONNECT_TIMEOUT")
+    storage_read_timeout: float = Field(default=2.0, alias="STORAGE_READ_TIMEOUT")
     max_body_bytes: int = Field(default=16 * 1024, alias="MAX_BODY_BYTES")
     page_size: int = Field(default=50, alias="CONNECTIONS_PAGE_SIZE")
 

@@ -57,9 +57,10 @@ class LocalKeySource:
 class KmsKeySource:
     """A data key generated once per container; unwrapped keys cached by their wrapped form."""
 
-    def __init__(self, key_id: str, client: Any | None = None) -> None:
+    def __init__(self, key_id: str, client: Any | None = None, timeouts: tuple[float, float] = (1.0, 2.0)) -> None:
         self._key_id = key_id
         self._client = client
+        self._timeouts = timeouts  # connect, read: per attempt, within the invocation's deadline (aws_calls)
         self._current: tuple[bytes, bytes] | None = None
         self._unwrapped: dict[bytes, bytes] = {}
 
@@ -67,27 +68,31 @@ class KmsKeySource:
         if self._client is None:
             import boto3
 
-            self._client = boto3.client("kms")
+            from .aws_calls import client_config
+
+            self._client = boto3.client("kms", config=client_config(*self._timeouts))
         return self._client
+
+    def _call(self, operation: str, **request: Any) -> Any:
+        from .aws_calls import call
+
+        try:
+            return call(getattr(self._kms(), operation), sum(self._timeouts), **request)
+        except StorageUnavailable:
+            raise
+        except Exception as error:  # botocore errors: KMS refused the call
+            raise StorageUnavailable("kms") from error
 
     def data_key(self) -> tuple[bytes, bytes]:
         if self._current is None:
-            try:
-                answer = self._kms().generate_data_key(
-                    KeyId=self._key_id, KeySpec="AES_256", EncryptionContext=_CONTEXT
-                )
-            except Exception as error:  # botocore errors: KMS unreachable or throttled
-                raise StorageUnavailable("kms") from error
+            answer = self._call("generate_data_key", KeyId=self._key_id, KeySpec="AES_256", EncryptionContext=_CONTEXT)
             self._current = (answer["Plaintext"], answer["CiphertextBlob"])
             self._unwrapped[answer["CiphertextBlob"]] = answer["Plaintext"]
         return self._current
 
     def unwrap(self, wrapped: bytes) -> bytes:
         if wrapped not in self._unwrapped:
-            try:
-                answer = self._kms().decrypt(CiphertextBlob=wrapped, EncryptionContext=_CONTEXT, KeyId=self._key_id)
-            except Exception as error:
-                raise StorageUnavailable("kms") from error
+            answer = self._call("decrypt", CiphertextBlob=wrapped, EncryptionContext=_CONTEXT, KeyId=self._key_id)
             self._unwrapped[wrapped] = answer["Plaintext"]
         return self._unwrapped[wrapped]
 
@@ -128,9 +133,9 @@ class TokenCipher:
         return TokenSet.model_validate_json(plain)
 
 
-def cipher_from_settings(kms_key_id: str, local_key: str) -> TokenCipher:
+def cipher_from_settings(kms_key_id: str, local_key: str, timeouts: tuple[float, float] = (1.0, 2.0)) -> TokenCipher:
     if kms_key_id:
-        return TokenCipher(KmsKeySource(kms_key_id))
+        return TokenCipher(KmsKeySource(kms_key_id, timeouts=timeouts))
     if local_key:
         return TokenCipher(LocalKeySource(local_key))
     raise ValueError("token encryption needs TOKEN_KMS_KEY_ID (AWS) or LOCAL_TOKEN_KEY (embedded default)")
