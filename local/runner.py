@@ -253,6 +253,8 @@ class LocalStack:
         environment.update(
             {
                 "PROVIDERS_FILE": self.providers_file,
+                # The template computes it from DomainName/PublicBaseUrl (an !If); here it is this runner's URL.
+                "PUBLIC_BASE_URL": self.public_base_url,
                 "DYNAMODB_ENDPOINT": self.dynamodb.endpoint,
                 "LOCAL_TOKEN_KEY": base64.b64encode(secrets.token_bytes(32)).decode(),  # a fresh key per run
                 SANDBOX_SECRET_VARIABLE: sandbox_secret,
