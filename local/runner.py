@@ -25,6 +25,7 @@ import yaml
 
 from local.demo import DEMO_PATHS, DemoSite
 from local.dynamodb import LOCAL_CREDENTIALS, DynamoDBLocal
+from local.examples import EXAMPLE_API_KEY, EXAMPLE_PREFIX
 from local.gateway import LOCAL_REGION, Gateway, LoadedFunction, load_function
 from local.sandbox_provider import SandboxClient, SandboxProvider
 from local.serving import ServerThread
@@ -34,6 +35,7 @@ SANDBOX_ID = "sandbox"
 SANDBOX_CLIENT_ID = "calendar-connect-local"
 SANDBOX_SECRET_VARIABLE = "SANDBOX_CLIENT_SECRET"
 DEV_CLIENT_NAME = "Local dev client"
+EXAMPLE_CLIENT_NAME = "Event files (events/, make invoke)"
 
 
 @dataclass(frozen=True)
@@ -214,6 +216,10 @@ class LocalStack:
         prefixes = list(settings.redirect_prefixes) or [self.base_url + "/"]
         _, self.api_key = register_client(
             deployment.current().storage.api_clients, DEV_CLIENT_NAME, prefixes, settings.api_key
+        )
+        # The public example key of events/, so `make invoke` can replay those files against this database.
+        register_client(
+            deployment.current().storage.api_clients, EXAMPLE_CLIENT_NAME, [EXAMPLE_PREFIX], EXAMPLE_API_KEY
         )
         deployment.current().providers  # noqa: B018 - read every provider file now: a bad one fails at start
 
