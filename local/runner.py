@@ -25,7 +25,7 @@ import yaml
 
 from local.demo import DEMO_PATHS, DemoSite
 from local.dynamodb import LOCAL_CREDENTIALS, DynamoDBLocal
-from local.examples import EXAMPLE_API_KEY, EXAMPLE_PREFIX
+from local.examples import EXAMPLE_API_KEY, EXAMPLE_CLIENT_ID, EXAMPLE_PREFIX
 from local.gateway import LOCAL_REGION, Gateway, LoadedFunction, load_function
 from local.sandbox_provider import SandboxClient, SandboxProvider
 from local.serving import ServerThread
@@ -214,13 +214,15 @@ class LocalStack:
 
         deployment.reset()
         prefixes = list(settings.redirect_prefixes) or [self.base_url + "/"]
-        _, self.api_key = register_client(
+        dev_client, self.api_key = register_client(
             deployment.current().storage.api_clients, DEV_CLIENT_NAME, prefixes, settings.api_key
         )
-        # The public example key of events/, so `make invoke` can replay those files against this database.
-        register_client(
-            deployment.current().storage.api_clients, EXAMPLE_CLIENT_NAME, [EXAMPLE_PREFIX], EXAMPLE_API_KEY
-        )
+        # The public example key of events/, so `make invoke` can replay those files against this database
+        # (unless LOCAL_API_KEY made that very key the dev key).
+        if dev_client.clientId != EXAMPLE_CLIENT_ID:
+            register_client(
+                deployment.current().storage.api_clients, EXAMPLE_CLIENT_NAME, [EXAMPLE_PREFIX], EXAMPLE_API_KEY
+            )
         deployment.current().providers  # noqa: B018 - read every provider file now: a bad one fails at start
 
         for name, function in functions(template).items():
