@@ -141,3 +141,19 @@ def test_make_client_registers_in_make_runs_dynamodb_by_default(runner: Runner, 
     assert revoked.returncode == 0, revoked.stderr
     with httpx.Client(base_url=runner.base_url, headers={"Authorization": f"Bearer {api_key.group(1)}"}) as api:
         assert api.get("/v2/external-calendars/providers").status_code == 401
+
+
+def test_the_demo_page_explains_itself_and_offers_only_what_can_work(runner: Runner) -> None:
+    from local.demo import OUTCOME_MESSAGES
+
+    # Given the demo page as make run serves it (no Google or Microsoft client configured)
+    home = httpx.get(runner.base_url + "/").text
+    # Then it says what a schedule and each dialect are
+    assert "A schedule is the website's own name for whose calendar this is" in home
+    assert "Wix dialect" in home and "TeamUp dialect" in home
+    # And offers only the providers that can finish a connection here
+    assert re.findall(r'<option value="([^"]*)"', home) == ["sandbox"]
+    # And a failure is said in words beside its codes
+    failed = httpx.get(runner.base_url + "/", params={"error": "reject", "reason": "access_denied"}).text
+    assert OUTCOME_MESSAGES["access_denied"].replace("'", "&#x27;") in failed
+    assert "<code id=reason>access_denied</code>" in failed
