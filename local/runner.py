@@ -25,6 +25,7 @@ import yaml
 
 from local.demo import DEMO_PATHS, DemoSite
 from local.dynamodb import LOCAL_CREDENTIALS, DynamoDBLocal
+from local.examples import EXAMPLE_API_KEY, EXAMPLE_CLIENT_ID, EXAMPLE_PREFIX
 from local.gateway import LOCAL_REGION, Gateway, LoadedFunction, load_function
 from local.sandbox_provider import SandboxClient, SandboxProvider
 from local.serving import ServerThread
@@ -34,6 +35,7 @@ SANDBOX_ID = "sandbox"
 SANDBOX_CLIENT_ID = "calendar-connect-local"
 SANDBOX_SECRET_VARIABLE = "SANDBOX_CLIENT_SECRET"
 DEV_CLIENT_NAME = "Local dev client"
+EXAMPLE_CLIENT_NAME = "Event files (events/, make invoke)"
 
 
 @dataclass(frozen=True)
@@ -212,9 +214,15 @@ class LocalStack:
 
         deployment.reset()
         prefixes = list(settings.redirect_prefixes) or [self.base_url + "/"]
-        _, self.api_key = register_client(
+        dev_client, self.api_key = register_client(
             deployment.current().storage.api_clients, DEV_CLIENT_NAME, prefixes, settings.api_key
         )
+        # The public example key of events/, so `make invoke` can replay those files against this database
+        # (unless LOCAL_API_KEY made that very key the dev key).
+        if dev_client.clientId != EXAMPLE_CLIENT_ID:
+            register_client(
+                deployment.current().storage.api_clients, EXAMPLE_CLIENT_NAME, [EXAMPLE_PREFIX], EXAMPLE_API_KEY
+            )
         deployment.current().providers  # noqa: B018 - read every provider file now: a bad one fails at start
 
         for name, function in functions(template).items():
@@ -253,6 +261,8 @@ class LocalStack:
         environment.update(
             {
                 "PROVIDERS_FILE": self.providers_file,
+                # The template computes it from DomainName/PublicBaseUrl (an !If); here it is this runner's URL.
+                "PUBLIC_BASE_URL": self.public_base_url,
                 "DYNAMODB_ENDPOINT": self.dynamodb.endpoint,
                 "LOCAL_TOKEN_KEY": base64.b64encode(secrets.token_bytes(32)).decode(),  # a fresh key per run
                 SANDBOX_SECRET_VARIABLE: sandbox_secret,

@@ -49,6 +49,7 @@ from calendar_connect.models import (
     TeamUpInitiateResponse,
     iso,
 )
+from calendar_connect.oauth_client import ProviderConfigurationError
 from calendar_connect.observability import logger, metrics, tracer
 from calendar_connect.request_limits import MAX_JSON_DEPTH, is_json, json_nesting_exceeds
 
@@ -66,7 +67,7 @@ _ERROR_WHEN = {
     403: "Return URL outside the client's allowed prefixes (PERMISSION_DENIED)",
     404: "Unknown provider or connection (NOT_FOUND)",
     413: "Body over 16 KiB (PAYLOAD_TOO_LARGE)",
-    428: "FAILED_PRECONDITION (NOT_SUPPORTED_BY_PROVIDER, REAUTH_REQUIRED or DISCONNECTED)",
+    428: "FAILED_PRECONDITION (NOT_SUPPORTED_BY_PROVIDER, PROVIDER_NOT_CONFIGURED, REAUTH_REQUIRED or DISCONNECTED)",
     500: "INTERNAL",
     503: "Storage or a dependency is down (UNAVAILABLE); Retry-After set",
 }
@@ -138,6 +139,13 @@ def _no_route(error: Exception) -> Response:
 
 @app.exception_handler(StorageUnavailable)
 def _storage_unavailable(error: StorageUnavailable) -> Response:
+    return _api_error(Unavailable())
+
+
+@app.exception_handler(ProviderConfigurationError)
+def _credentials_unreadable(error: ProviderConfigurationError) -> Response:
+    # The client-secrets secret could not be read: a dependency is down, not the caller's fault.
+    logger.warning("provider credentials unreadable", extra={"cause": str(error)})
     return _api_error(Unavailable())
 
 
@@ -256,7 +264,7 @@ def list_providers() -> ProvidersResponse:
                 connectMethods=p.connect_methods,
                 timeoutSeconds=p.timeout_seconds,
             )
-            for p in deployment.current().providers.values()
+            for p in deployment.current().offered_providers()
         ]
     )
 

@@ -11,14 +11,12 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from local.examples import EXAMPLE_API_KEY, EXAMPLE_CLIENT_ID, EXAMPLE_PREFIX
 from local.gateway import LambdaContext
 from local.template import ROOT, functions, load_template
 
 EVENTS = ROOT / "events"
-# The key the event files carry: an example for local use only, registered by the tests; no secret.
-EXAMPLE_API_KEY = "cc_example01_EventFilesOnlyThisKeyIsNotASecretAnywhere00"
-EXAMPLE_CLIENT_ID = "example01"
-EXAMPLE_PREFIX = "https://booking.example.com/calendar/"
+__all__ = ["EXAMPLE_API_KEY", "EXAMPLE_CLIENT_ID", "EXAMPLE_PREFIX"]  # the event files' client (local/examples.py)
 _modules: dict[str, ModuleType] = {}
 # The context a handler is invoked with: the memory the tests have always claimed, template.yaml's Timeout.
 MEMORY_MB = 512

@@ -80,3 +80,26 @@ def test_granted_scopes(providers):
     assert microsoft.missing_required_scopes(microsoft.granted_scopes("Calendars.Read openid")) == [
         "Calendars.ReadWrite"
     ]
+
+
+def test_credentials_resolve_in_one_place(providers):
+    from calendar_connect.credentials import resolve
+
+    google, apple = providers["google"], providers["apple"]
+    # The secret's current shape: client id and secret together
+    found = resolve(google, {"google": {"client_id": "id-1", "client_secret": "s-1"}}, environ={})
+    assert (found.client_id, found.client_secret) == ("id-1", "s-1")
+    assert "s-1" not in repr(found)
+    # Its first shape: the secret only; the client id from the entry (or nothing: not configured)
+    assert resolve(google, {"google": "s-2"}, environ={}) is None
+    with_id = google.model_copy(update={"client_id": "id-3"})
+    assert resolve(with_id, {"google": "s-2"}, environ={}).client_secret == "s-2"
+    # The environment, as the local runner configures providers
+    assert resolve(with_id, {}, environ={"GOOGLE_CLIENT_SECRET": "s-4"}).client_secret == "s-4"
+    # A client id alone, or nothing, is not configured
+    assert resolve(with_id, {}, environ={}) is None
+    assert resolve(google, {"google": {"client_secret": "s-5"}}, environ={}) is None
+    # A public client ("none") needs no secret
+    public = with_id.model_copy(update={"token_endpoint_auth_method": "none"})
+    assert resolve(public, {}, environ={}).client_secret is None
+    assert resolve(apple, {}, environ={}) is None  # no OAuth client; the list offers it for its credentials

@@ -28,7 +28,6 @@ from .models import ApiClient, ConnectionRecord, ConnectionStatus, Dialect, Pend
 from .oauth_client import (
     ProviderCallFailed,
     ProviderConfigurationError,
-    client_secret,
     exchange_code,
     fetch_userinfo,
     id_token_claims,
@@ -105,6 +104,10 @@ def start_authorization(
     if not provider.connects_by_oauth:
         raise FailedPrecondition(
             f"Provider {provider.id} does not connect by OAuth", application_code="NOT_SUPPORTED_BY_PROVIDER"
+        )
+    if deployment.credentials(provider) is None:
+        raise FailedPrecondition(
+            f"Provider {provider.id} has no OAuth client in this deployment", application_code="PROVIDER_NOT_CONFIGURED"
         )
     if not is_allowed(return_url, client.allowedReturnUrlPrefixes):
         raise PermissionDenied(f"{return_url_field} is outside this client's allowed return-URL prefixes")
@@ -308,8 +311,8 @@ def open_attempt(
 def _to_provider(
     deployment: Deployment, pending: PendingAuthorization, state: str, cookies: list[str]
 ) -> Redirect | Page:
-    provider = deployment.provider(pending.providerId)
     try:
+        provider = deployment.provider(pending.providerId)
         if provider is None:
             raise ProviderConfigurationError(pending.providerId)
         provider = with_discovered_endpoints(provider)
@@ -384,7 +387,11 @@ def connection_id_for(client_id: str, provider_id: str, schedule_id: str, accoun
 
 
 def _connect(deployment: Deployment, pending: PendingAuthorization, params: dict[str, str], now: int) -> str:
-    provider = deployment.provider(pending.providerId)
+    try:
+        provider = deployment.provider(pending.providerId)
+    except ProviderConfigurationError:
+        logger.exception("provider credentials unreadable")
+        provider = None
     if provider is None:
         raise AuthorizationFailure("internal", "provider_error")
     if params.get("error"):
@@ -396,7 +403,7 @@ def _connect(deployment: Deployment, pending: PendingAuthorization, params: dict
         raise AuthorizationFailure("internal", "provider_error")
     try:
         provider = with_discovered_endpoints(provider)
-        secret = client_secret(provider, deployment.settings.client_secrets_id)
+        secret = deployment.client_secret(provider)
     except ProviderConfigurationError:
         logger.exception("provider misconfigured")
         raise AuthorizationFailure("internal", "provider_error") from None

@@ -24,7 +24,6 @@ from .models import (
 from .oauth_client import (
     ProviderCallFailed,
     ProviderConfigurationError,
-    client_secret,
     refresh,
     revoke,
     token_set_fields,
@@ -68,12 +67,12 @@ def list_connections(
 
 
 def _provider(deployment: Deployment, record: ConnectionRecord) -> tuple[Provider, str | None]:
-    provider = deployment.provider(record.providerId)
-    if provider is None:
-        raise Internal("The connection's provider is no longer configured")
     try:
+        provider = deployment.provider(record.providerId)
+        if provider is None:
+            raise Internal("The connection's provider is no longer configured")
         provider = with_discovered_endpoints(provider)
-        return provider, client_secret(provider, deployment.settings.client_secrets_id)
+        return provider, deployment.client_secret(provider)
     except ProviderConfigurationError:
         logger.exception("provider misconfigured")
         raise Unavailable("The provider cannot be reached as configured") from None
@@ -113,7 +112,7 @@ def _revoke(deployment: Deployment, record: ConnectionRecord) -> bool | None:
 
     Whatever happens here, the caller erases the tokens: a failed revocation never keeps them.
     """
-    configured = deployment.provider(record.providerId)
+    configured = deployment.providers.get(record.providerId)
     if configured is None or not (configured.revocation_endpoint or configured.discovery):
         return None
     try:

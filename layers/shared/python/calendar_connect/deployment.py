@@ -5,7 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 
+from . import credentials
+from .credentials import ClientCredentials, resolve, stored_credentials
 from .dal import Storage
+from .oauth_client import ProviderConfigurationError
 from .providers import Provider, get_providers
 from .settings import Settings, get_settings
 from .token_cipher import TokenCipher, cipher_from_settings
@@ -29,8 +32,29 @@ class Deployment:
         timeouts = (settings.storage_connect_timeout, settings.storage_read_timeout)
         return cipher_from_settings(settings.token_kms_key_id, settings.local_token_key, timeouts)
 
+    def credentials(self, provider: Provider) -> ClientCredentials | None:
+        """The provider's OAuth client here; None: not configured (left out of the list, 428 at initiate)."""
+        return resolve(provider, stored_credentials(self.settings.client_secrets_id))
+
     def provider(self, provider_id: str) -> Provider | None:
-        return self.providers.get(provider_id)
+        """The provider's entry, its client id the one this deployment configures ("" where none)."""
+        provider = self.providers.get(provider_id)
+        if provider is None or not provider.connects_by_oauth:
+            return provider
+        found = self.credentials(provider)
+        client_id = found.client_id if found else ""
+        return provider if client_id == provider.client_id else provider.model_copy(update={"client_id": client_id})
+
+    def client_secret(self, provider: Provider) -> str | None:
+        found = self.credentials(provider)
+        if found is None:
+            raise ProviderConfigurationError(f"no OAuth client configured for {provider.id}")
+        return found.client_secret
+
+    def offered_providers(self) -> list[Provider]:
+        """The providers list: every provider a client can use here (OAuth ones only with credentials)."""
+        stored = stored_credentials(self.settings.client_secrets_id)
+        return [p for p in self.providers.values() if not p.connects_by_oauth or resolve(p, stored) is not None]
 
 
 _current: Deployment | None = None
@@ -48,3 +72,4 @@ def reset() -> None:
     global _current
     _current = None
     get_settings.cache_clear()
+    credentials.reset()

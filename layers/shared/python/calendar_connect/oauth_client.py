@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import threading
 import time
 from typing import TYPE_CHECKING, Any
@@ -37,7 +36,6 @@ class ProviderConfigurationError(Exception):
 _http: httpx.Client | None = None
 _http_lock = threading.Lock()
 _discovered: dict[str, dict[str, Any]] = {}
-_secrets: dict[str, str] = {}
 
 
 def http_client() -> httpx.Client:
@@ -76,14 +74,13 @@ def _timeout() -> httpx.Timeout:
 
 
 def reset_caches() -> None:
-    """Forget the container's HTTP client, discovered metadata and secrets (tests change providers)."""
+    """Forget the container's HTTP client and discovered metadata (tests change providers)."""
     global _http
     with _http_lock:
         if _http is not None:
             _http.close()
         _http = None
     _discovered.clear()
-    _secrets.clear()
 
 
 def with_discovered_endpoints(provider: Provider) -> Provider:
@@ -114,32 +111,6 @@ def with_discovered_endpoints(provider: Provider) -> Provider:
     ):
         raise ProviderConfigurationError(f"discovery for {provider.id}: endpoints missing")
     return provider.model_copy(update=updates)
-
-
-def client_secret(provider: Provider, secrets_id: str) -> str | None:
-    source = provider.client_secret
-    if source.env and os.environ.get(source.env):
-        return os.environ[source.env]
-    if source.secrets_manager_key and secrets_id:
-        if not _secrets:
-            from aws_lambda_powertools.utilities.parameters import SecretsProvider
-
-            from .aws_calls import client_config
-
-            # Short timeouts, one attempt (read once per container): a hanging Secrets Manager costs one read timeout.
-            settings = get_settings()
-            store = SecretsProvider(
-                boto_config=client_config(settings.storage_connect_timeout, settings.storage_read_timeout)
-            )
-            values = store.get(secrets_id, transform="json", max_age=300)
-            if not isinstance(values, dict):
-                raise ProviderConfigurationError("the client secrets are not a JSON object")
-            _secrets.update({str(k): str(v) for k, v in values.items()})
-        if source.secrets_manager_key in _secrets:
-            return _secrets[source.secrets_manager_key]
-    if provider.token_endpoint_auth_method == "none":
-        return None
-    raise ProviderConfigurationError(f"no client secret configured for {provider.id}")
 
 
 def _authenticated(

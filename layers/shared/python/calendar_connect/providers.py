@@ -21,7 +21,8 @@ class ClientSecretSource(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     env: str | None = None  # an environment variable (the local runner)
-    secrets_manager_key: str | None = None  # a key of the JSON secret named by CLIENT_SECRETS_ID (AWS)
+    # The key of this provider's client in the secret named by CLIENT_SECRETS_ID (AWS); default: the provider id.
+    secrets_manager_key: str | None = None
 
 
 class Provider(BaseModel):
@@ -46,7 +47,7 @@ class Provider(BaseModel):
     token_endpoint_auth_method: Literal["client_secret_post", "client_secret_basic", "none"] = "client_secret_post"
     pkce: bool = True
     timeout_seconds: int = Field(default=600, ge=60, le=3600)
-    client_id: str = ""
+    client_id: str = ""  # usually from the secret or ${VAR}; Deployment.provider() gives the one in force
     client_secret: ClientSecretSource = ClientSecretSource()
     account_id_claims: list[str] = ["sub"]
     # Fields naming the account in the userinfo answer, when the token response has no ID token.

@@ -23,7 +23,7 @@ class Settings(BaseModel):
     # Token encryption: a KMS key in AWS, or a base64 AES-256 key in the embedded default.
     token_kms_key_id: str = Field(default="", alias="TOKEN_KMS_KEY_ID")
     local_token_key: str = Field(default="", alias="LOCAL_TOKEN_KEY", repr=False)
-    # Secrets Manager secret (JSON: provider id -> client secret).
+    # Secrets Manager secret of the OAuth clients (JSON: provider id -> {client_id, client_secret}).
     client_secrets_id: str = Field(default="", alias="CLIENT_SECRETS_ID")
     # Bind each attempt to the browser that opened it (RFC 9700 2.1.1) through /oauth2/start.
     browser_binding: bool = Field(default=True, alias="BROWSER_BINDING")
