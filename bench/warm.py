@@ -109,6 +109,10 @@ class Floor:
             ReturnValues="ALL_NEW",
             ReturnValuesOnConditionCheckFailure="ALL_OLD",
         )
+        # The contract: an attempt whose API client was revoked meanwhile redeems no code.
+        self.db.get_item(
+            TableName=API_CLIENTS, Key={"clientId": {"S": EXAMPLE_CLIENT_ID}}, ProjectionExpression="clientId, revoked"
+        )
         self.http.post(self.token_endpoint, data={"grant_type": "authorization_code", "code": "c"}).json()
         # The connection: the same upsert (expression, attributes, sizes) as Connections.upsert_connected.
         created = "2026-11-21T09:00:00Z"

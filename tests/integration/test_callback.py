@@ -570,15 +570,17 @@ def set_status(dynamodb: Any, state: str, status: str, outcome: dict[str, str] |
     )
 
 
-def test_a_successful_callback_claims_its_attempt_with_one_update_and_reads_nothing(provider_server, dynamodb):
+def test_a_successful_callback_claims_its_attempt_with_one_update_without_reading_it(provider_server, dynamodb):
     # Given an attempt
     attempt = start("google", Dialect.WIX)
     provider_server.script("/google/token", Answer(200, tokens_for(attempt)))
     # When the provider sends the browser back with a code
     with dynamodb_calls() as calls:
         connection_id = connected(callback({"state": attempt.state, "code": "c"}), Dialect.WIX)
-    # Then DynamoDB saw three writes and no read: the claim (which answers the attempt), the connection, the outcome
-    assert operations(calls) == [CLAIM, ("UpdateItem", "ConnectionsTable"), CLAIM]
+    # Then DynamoDB saw the claim (which answers the attempt), half a read unit for whether its API client is
+    # still active (before the code is redeemed), the connection, and the outcome; the attempt is never read
+    assert operations(calls) == [CLAIM, ("GetItem", "ApiClientsTable"), ("UpdateItem", "ConnectionsTable"), CLAIM]
+    assert calls[1].consumed["CapacityUnits"] == 0.5
     claim = calls[0]
     assert claim.params["ConditionExpression"] == (
         "#s = :pending AND expiresAt > :now AND requiresBrowserBinding = :unbound"  # no cookie: no binding

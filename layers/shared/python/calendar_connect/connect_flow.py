@@ -349,6 +349,7 @@ def finish_authorization(
         return Redirect(outcome_url(pending, _replayed_outcome(deployment, pending, now)))
 
     try:
+        _require_active_client(deployment, pending.clientId)
         outcome = {"connectionId": _connect(deployment, pending, params, now)}
     except AuthorizationFailure as failure:
         outcome = _failure(failure.error, failure.reason)
@@ -361,6 +362,16 @@ def finish_authorization(
     except StorageUnavailable:
         logger.warning("outcome not recorded; a repeated callback will not replay it")
     return Redirect(outcome_url(pending, outcome))
+
+
+def _require_active_client(deployment: Deployment, client_id: str) -> None:
+    """Before any code is redeemed: an attempt whose API client was revoked since initiate obtains no tokens."""
+    try:
+        active = deployment.storage.api_clients.is_active(client_id)
+    except StorageUnavailable:
+        raise AuthorizationFailure("internal", "storage_unavailable") from None
+    if not active:
+        raise AuthorizationFailure("internal", "client_revoked")
 
 
 def _replayed_outcome(deployment: Deployment, pending: PendingAuthorization, now: int) -> dict[str, str]:

@@ -169,6 +169,18 @@ class ApiClients(_Table):
                 ConditionExpression="attribute_not_exists(clientId)",
             )
 
+    def is_active(self, client_id: str) -> bool:
+        """Whether the client exists and is not revoked. Eventually consistent (half a read unit): a revocation
+        reaches it within about a second, less than a code exchange takes, which this read comes before."""
+        with _storage_errors():
+            answer = self._client.get_item(
+                TableName=self.name,
+                Key=_to_item({"clientId": client_id}),
+                ProjectionExpression="clientId, revoked",  # never the key hash
+            )
+        item = answer.get("Item")
+        return bool(item) and not (item.get("revoked") or {}).get("BOOL", False)
+
     def revoke(self, client_id: str) -> bool:
         return (
             self._update({"clientId": client_id}, "SET revoked = :t", _values(t=True), "attribute_exists(clientId)")
