@@ -22,7 +22,10 @@ def children_of(pid: int) -> list[int]:
     """The direct children of `pid` (Linux /proc)."""
     found: list[int] = []
     for task in Path(f"/proc/{pid}/task").iterdir():
-        found += [int(child) for child in (task / "children").read_text().split()]
+        try:
+            found += [int(child) for child in (task / "children").read_text().split()]
+        except FileNotFoundError:
+            continue  # a thread (a request's) that ended while we looked
     return found
 
 
