@@ -32,6 +32,7 @@ $(CHECKS)/.installed: requirements-checks.txt
 	touch $@
 
 node_modules/.installed: package-lock.json
+	@command -v npm >/dev/null || { echo "npm is missing: install Node.js and npm (Debian/Ubuntu: apt-get install nodejs npm)" >&2; exit 1; }
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
@@ -48,6 +49,7 @@ browser:
 install: $(VENV)/.installed $(TOOLS)/.installed $(CHECKS)/.installed node_modules/.installed
 
 run: $(VENV)/.installed node_modules/.installed
+	@command -v java >/dev/null || { echo "java is missing: DynamoDB Local runs on it; install a Java runtime (Debian/Ubuntu: apt-get install default-jre-headless)" >&2; exit 1; }
 	$(PY) -m local.runner
 
 # Replay an event file through a function against make run's DynamoDB: make invoke FUNCTION=InitiateFunction EVENT=events/providers-list.json

@@ -79,6 +79,8 @@ class RunnerSettings:
 
 def _port_is_free(port: int) -> bool:
     with socket.socket() as probe:
+        # As the servers bind: a port held only by TIME_WAIT sockets of a runner just stopped is free to use.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind(("127.0.0.1", port))
         except OSError:
@@ -244,6 +246,15 @@ class LocalStack:
         sandbox_server.start()
         api_server.start()
 
+    def dead_child(self) -> str | None:
+        """What this stack started that has stopped by itself, said for a person; None while everything runs."""
+        if self.dynamodb is not None and self.dynamodb.exit_code is not None:
+            return f"DynamoDB Local ({self.dynamodb.endpoint}) exited with code {self.dynamodb.exit_code}"
+        for server in self._servers:
+            if server.started and not server.running:
+                return f"the {server.name} server ({server.url}) stopped"
+        return None
+
     def _set_environment(self, template: dict[str, Any], sandbox_secret: str) -> None:
         """What template.yaml gives the functions, plus what only the embedded default needs."""
         parameters = {name: str(spec.get("Default", "")) for name, spec in (template.get("Parameters") or {}).items()}
@@ -349,13 +360,20 @@ def main() -> int:
     except (RuntimeError, ValueError, OSError) as error:
         print(f"local runner: could not start: {error}", file=sys.stderr)
         return 1
+    code = 0
     try:
         print(_banner(stack), flush=True)
-        stop.wait()
+        # Watch the children: a dead DynamoDB Local would otherwise leave every request answering 503.
+        while not stop.wait(0.5):
+            dead = stack.dead_child()
+            if dead:
+                print(f"local runner: {dead}; stopping everything", file=sys.stderr, flush=True)
+                code = 1
+                break
     finally:
         print("Stopping...", file=sys.stderr, flush=True)
         stack.stop()
-    return 0
+    return code
 
 
 if __name__ == "__main__":
