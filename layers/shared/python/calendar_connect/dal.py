@@ -173,7 +173,8 @@ class ApiClients(_Table):
         """Whether the client exists and is not revoked. Eventually consistent (half a read unit): a revocation
         reaches it within about a second, less than a code exchange takes, which this read comes before."""
         with _storage_errors():
-            answer = self._client.get_item(
+            answer = self._call(
+                "get_item",
                 TableName=self.name,
                 Key=_to_item({"clientId": client_id}),
                 ProjectionExpression="clientId, revoked",  # never the key hash
