@@ -510,3 +510,53 @@ def test_redirects_are_not_followed(hooked, receiver, streams, provider_server):
 
 def test_backoff_grows_then_caps() -> None:
     assert [webhook_delivery.backoff_seconds(n) for n in (1, 2, 3, 4, 8, 20)] == [30, 60, 120, 240, 3600, 3600]
+
+
+def _resolver(*addresses: str) -> Callable[..., list[Any]]:
+    """What the system resolver would answer for a name we do not control (no DNS here): the edge, faked."""
+    import socket
+
+    def getaddrinfo(host: str, port: int, *args: Any, **kwargs: Any) -> list[Any]:
+        return [
+            (socket.AF_INET6 if ":" in a else socket.AF_INET, socket.SOCK_STREAM, 6, "", (a, port)) for a in addresses
+        ]
+
+    return getaddrinfo
+
+
+def test_a_name_that_starts_resolving_to_a_private_address_is_refused_at_delivery(
+    environment, api_client, streams, provider_server, monkeypatch
+):
+    import calendar_connect.webhook_urls as webhook_urls
+
+    client, key = api_client
+    # Given a name that resolves to a public address at registration
+    with monkeypatch.context() as patched:  # socket.getaddrinfo is everyone's: patched only around our calls
+        patched.setattr(webhook_urls.socket, "getaddrinfo", _resolver("93.184.215.14"))
+        assert register(key, "https://hooks.rebinding.test/calendar")["statusCode"] == 200
+    connect(provider_server, key, f"rebinding-{time.time_ns()}")
+    # When it resolves to a private one by the time the event is delivered (DNS rebinding)
+    with monkeypatch.context() as patched:
+        patched.setattr(webhook_urls.socket, "getaddrinfo", _resolver("93.184.215.14", "10.0.0.7"))
+        streams.pump()
+    # Then nothing is sent, and the event waits with the reason
+    (delivery,) = deliveries_of(client.clientId)
+    assert delivery.status == "PENDING" and delivery.attempts == 1
+    assert delivery.lastError.startswith("refused: resolves to a loopback, private")
+    webhook_call("webhook-delete.json", key)
+
+
+def test_the_next_checked_address_is_tried_when_one_refuses_to_connect(
+    hooked, receiver, streams, provider_server, monkeypatch
+):
+    import calendar_connect.webhook_urls as webhook_urls
+
+    _, key = hooked
+    # Given a name with two addresses, the first of which takes no connection (the receiver is on 127.0.0.1 only)
+    register(key, f"http://localhost:{receiver.port}/hooks")
+    connect(provider_server, key, f"fallback-{time.time_ns()}")
+    with monkeypatch.context() as patched:  # socket.getaddrinfo is everyone's: patched only around the delivery
+        patched.setattr(webhook_urls.socket, "getaddrinfo", _resolver("127.0.0.9", "127.0.0.1"))
+        streams.pump()
+    (created,) = receiver.wait_for("connection.created")
+    assert created.verified and created.headers["host"] == f"localhost:{receiver.port}"

@@ -88,19 +88,26 @@ def send(deployment: Deployment, webhook: WebhookRecord, delivery: WebhookDelive
         delivery.deliveryId, delivery.body, signing_secrets(deployment, webhook, now), int(time.time())
     )
     headers["host"] = target.host_header()
-    try:
-        with _client().stream(
-            "POST",
-            target.request_url(),
-            content=delivery.body.encode(),
-            headers=headers,
-            extensions=target.extensions(),
-        ) as answer:
-            status = answer.status_code
-    except httpx.TimeoutException:
-        return "timeout"
-    except httpx.HTTPError as error:
-        return f"no answer ({type(error).__name__})"
+    status, failure = 0, "no address"
+    for address in target.addresses:  # in resolver order; the next one only when this one refuses to connect
+        try:
+            with _client().stream(
+                "POST",
+                target.request_url(address),
+                content=delivery.body.encode(),
+                headers=headers,
+                extensions=target.extensions(),
+            ) as answer:
+                status = answer.status_code
+            break
+        except httpx.ConnectError as error:
+            failure = f"no answer ({type(error).__name__})"
+        except httpx.TimeoutException:
+            return "timeout"
+        except httpx.HTTPError as error:
+            return f"no answer ({type(error).__name__})"
+    else:
+        return failure
     return None if 200 <= status < 300 else f"HTTP {status}"
 
 

@@ -45,13 +45,13 @@ def _public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
 
 @dataclass(frozen=True)
 class WebhookTarget:
-    """A webhook URL and the one address it was checked at: the request goes to that address, nowhere else."""
+    """A webhook URL and the addresses it was checked at: the request goes to one of them, nowhere else."""
 
     parts: SplitResult
-    address: str
+    addresses: tuple[str, ...]
 
-    def request_url(self) -> str:
-        host = f"[{self.address}]" if ":" in self.address else self.address
+    def request_url(self, address: str) -> str:
+        host = f"[{address}]" if ":" in address else address
         netloc = host + (f":{self.parts.port}" if self.parts.port else "")
         return urlunsplit((self.parts.scheme, netloc, self.parts.path or "/", self.parts.query, ""))
 
@@ -76,4 +76,4 @@ def resolve_webhook_url(url: str, allow_private: bool) -> WebhookTarget:
         raise WebhookUrlError("has a host that does not resolve")
     if not allow_private and not all(_public(a) for a in addresses):
         raise WebhookUrlError("resolves to a loopback, private, link-local or otherwise non-public address")
-    return WebhookTarget(parts, str(addresses[0]))
+    return WebhookTarget(parts, tuple(dict.fromkeys(str(a) for a in addresses)))
