@@ -10,7 +10,7 @@ REGION ?= us-east-1
 export SAM_CLI_TELEMETRY := 0
 export PYTHONPATH := $(CURDIR)/layers/shared/python
 
-.PHONY: doctor install run invoke client test lint typecheck template openapi build unit integration e2e bench browser clean
+.PHONY: doctor install run invoke client test lint typecheck template openapi build unit integration e2e bench browser clean webhook-dead-letters webhook-redrive
 
 # Is this machine ready? Python, venv, Java, Node, npm, free ports, Chromium; each failure says how to fix it.
 doctor:
@@ -77,6 +77,13 @@ template: $(TOOLS)/.installed $(CHECKS)/.installed
 # docs/openapi.json from the code (tests/unit/test_openapi_document.py fails when it drifts).
 openapi: $(VENV)/.installed
 	$(PY) -m scripts.openapi
+
+# Webhook dead letters (docs/webhooks.md): list them, or make them due again. WEBHOOK_DELIVERIES_TABLE names the table.
+webhook-dead-letters: $(VENV)/.installed
+	$(PY) -m scripts.webhooks dead-letters
+
+webhook-redrive: $(VENV)/.installed
+	$(PY) -m scripts.webhooks redrive
 
 build: $(TOOLS)/.installed
 	PYTHON=$(CURDIR)/$(VENV)/bin/python $(SAM) build --region $(REGION) --no-cached

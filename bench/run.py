@@ -14,6 +14,7 @@ from bench.cold import ColdRuns, anatomy_rows, compile_cost, lambda_site, measur
 from bench.layer import LayerSize, measure_layer
 from bench.stack import local_stack
 from bench.warm import Latencies, measure_warm
+from bench.webhooks import measure_webhooks, webhook_rows
 from local.template import ROOT
 
 DOC = ROOT / "docs" / "performance.md"
@@ -219,6 +220,7 @@ def main(argv: list[str] | None = None) -> int:
         anatomy = measure_cold(stack, args.runs, site, anatomy=True)
         warm = measure_warm(stack, args.iterations)
         capacity = measure_capacity(stack)
+        webhooks = measure_webhooks(stack, 20 if args.quick else 300)
     modules = sorted(
         set(cold["InitiateFunction"].runs[0]["modules"]) | set(cold["CallbackFunction"].runs[0]["modules"])
     )
@@ -235,6 +237,7 @@ def main(argv: list[str] | None = None) -> int:
             f"Cold starts import from {site_note}.",
             "",
             table(cold, warm, capacity, layer, compile_ms, args.runs, args.iterations),
+            webhook_rows(webhooks),
             "",
             anatomy_table(anatomy, cold["floor"]),
             "",

@@ -14,7 +14,9 @@ from urllib.parse import quote, urlencode, urlsplit
 import httpx
 from werkzeug.wrappers import Request, Response
 
-DEMO_PATHS = ("/", "/demo/connect", "/demo/disconnect")
+from local.demo_webhooks import WEBHOOK_PATH, WebhookInbox
+
+DEMO_PATHS = ("/", "/demo/connect", "/demo/disconnect", WEBHOOK_PATH)
 DEFAULT_SCHEDULE = "demo-schedule"
 # The contract's failure reasons, said for a person (the codes stay beside them).
 OUTCOME_MESSAGES = {
@@ -71,13 +73,41 @@ class DemoSite:
         self._api = httpx.Client(
             base_url=self.api_url, headers={"Authorization": f"Bearer {api_key}"}, timeout=httpx.Timeout(30.0)
         )
+        self.inbox = WebhookInbox()
+
+    # --- its webhook receiver (local/demo_webhooks.py) --------------------------------------------------
+
+    @property
+    def webhook_url(self) -> str:
+        return self.api_url + WEBHOOK_PATH
+
+    def register_webhook(self) -> None:
+        """Register this site's receiver through the API, as a website would, and keep the secret it answers."""
+        answer = self._call("PUT", "/v2/external-calendars/webhook", json={"url": self.webhook_url})
+        answer.raise_for_status()
+        self.use_webhook_secret(answer.json().get("secret", ""))
+
+    def use_webhook_secret(self, secret: str) -> None:
+        self.inbox.secret = secret
+
+    def _webhooks(self, request: Request) -> Response:
+        if request.method == "POST":
+            return self.inbox.receive(request)
+        body = (
+            "<!doctype html><html lang=en><head><meta charset=utf-8><meta http-equiv=refresh content=2>"
+            f"<title>Webhook deliveries</title><style>{_STYLE}</style></head><body>"
+            f'<p><a href="/">Back to the demo</a></p>{self.inbox.section()}</body></html>'
+        )
+        return Response(body, 200, content_type="text/html; charset=utf-8", headers={"Cache-Control": "no-store"})
 
     def close(self) -> None:
         self._api.close()
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
         request = Request(environ)
-        if request.method == "POST" and not self._same_origin(request):
+        if request.path == WEBHOOK_PATH and request.method in ("GET", "HEAD", "POST"):
+            response = self._webhooks(request)  # deliveries carry no Origin; their signature is what counts
+        elif request.method == "POST" and not self._same_origin(request):
             response = self._page(403, "<p class=bad>Cross-site form submissions are refused.</p>", "", [])
         elif request.path == "/" and request.method in ("GET", "HEAD"):
             response = self._home(request)
@@ -239,6 +269,7 @@ class DemoSite:
             "<code>?success=0&amp;error=&amp;reason=</code>.</p>"
             "<button type=submit id=connect>Connect</button></fieldset></form>"
             f"<h2>Connections of schedule <code>{_e(schedule_id)}</code></h2>{connections}"
+            f"{self.inbox.section()}"
             "</body></html>"
         )
         return Response(

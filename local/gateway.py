@@ -18,6 +18,8 @@ from local.apigw import HttpRequest, HttpResponse, Router, build_event, internal
 from local.template import Function, Route
 
 LOCAL_REGION = "us-east-1"
+# One invocation at a time in this process, whoever invokes (the gateway, the stream readers, the schedules).
+INVOKE_LOCK = threading.Lock()
 
 
 @dataclass
@@ -108,7 +110,7 @@ class Gateway:
     def __init__(self, routes: list[Route], functions: dict[str, LoadedFunction], verbose_errors: bool = True):
         self.router = Router(routes)
         self.functions = functions
-        self._invoke_lock = threading.Lock()
+        self._invoke_lock = INVOKE_LOCK
         self.verbose_errors = verbose_errors
 
     def handle(self, request: HttpRequest) -> HttpResponse:

@@ -26,10 +26,20 @@ import yaml
 from local.demo import DEMO_PATHS, DemoSite
 from local.dynamodb import LOCAL_CREDENTIALS, DynamoDBLocal
 from local.examples import EXAMPLE_API_KEY, EXAMPLE_CLIENT_ID, EXAMPLE_PREFIX
-from local.gateway import LOCAL_REGION, Gateway, LoadedFunction, load_function
+from local.gateway import INVOKE_LOCK, LOCAL_REGION, Gateway, LoadedFunction, load_function
 from local.sandbox_provider import SandboxClient, SandboxProvider
 from local.serving import ServerThread
-from local.template import ROOT, functions, load_template, resolve_environment, routes, tables
+from local.template import (
+    ROOT,
+    functions,
+    load_template,
+    resolve_environment,
+    routes,
+    schedules,
+    stream_mappings,
+    tables,
+)
+from local.webhooks import LocalWebhooks
 
 SANDBOX_ID = "sandbox"
 SANDBOX_CLIENT_ID = "calendar-connect-local"
@@ -51,6 +61,9 @@ class RunnerSettings:
     public_base_url: str = ""  # empty: http://127.0.0.1:$PORT
     sandbox_access_token_seconds: int = 3600
     quiet: bool = False  # no access log (tests keep their output short)
+    webhook_url: str = ""  # empty: the demo site's own receiver
+    webhook_secret: str = ""  # empty: a new one
+    webhook_retry_seconds: int = 5  # how often the retry function runs locally (every minute in AWS)
     extra_environment: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -74,6 +87,9 @@ class RunnerSettings:
             public_base_url=environ.get("PUBLIC_BASE_URL", "").strip().rstrip("/"),
             sandbox_access_token_seconds=number("SANDBOX_ACCESS_TOKEN_SECONDS", 3600),
             quiet=environ.get("LOCAL_QUIET", "") in ("1", "true"),
+            webhook_url=environ.get("LOCAL_WEBHOOK_URL", "").strip(),
+            webhook_secret=environ.get("LOCAL_WEBHOOK_SECRET", "").strip(),
+            webhook_retry_seconds=number("LOCAL_WEBHOOK_RETRY_SECONDS", 5),
         )
 
 
@@ -154,6 +170,8 @@ class LocalStack:
         self.sandbox_url = ""
         self.providers_file = ""
         self.demo: DemoSite | None = None
+        self.webhooks: LocalWebhooks | None = None
+        self.webhook_url = ""
         self._servers: list[ServerThread] = []
         self._workdir: Path | None = None
         self._saved_environ: dict[str, str] | None = None
@@ -245,6 +263,42 @@ class LocalStack:
 
         sandbox_server.start()
         api_server.start()
+        self._start_webhooks(template, dev_client)
+
+    def _start_webhooks(self, template: dict[str, Any], dev_client: Any) -> None:
+        """The dev client's webhook (LOCAL_WEBHOOK_URL, else the demo's own receiver), and its delivery."""
+        from calendar_connect import deployment, webhooks
+        from calendar_connect.errors import ApiError
+
+        assert self.demo is not None and self.dynamodb is not None
+        settings = self.settings
+        if settings.webhook_url or settings.webhook_secret:
+            self.webhook_url = settings.webhook_url or self.demo.webhook_url
+            try:
+                secret = webhooks.check_secret(settings.webhook_secret) if settings.webhook_secret else None
+            except ValueError as error:
+                raise ValueError(f"LOCAL_WEBHOOK_SECRET: {error}") from None
+            try:
+                answer = webhooks.put_webhook(deployment.current(), dev_client, self.webhook_url, secret=secret)
+            except ApiError as error:
+                raise ValueError(f"LOCAL_WEBHOOK_URL: {error.description}") from None
+            if not settings.webhook_url and answer.secret:
+                self.demo.use_webhook_secret(answer.secret)
+        else:
+            self.demo.register_webhook()  # through the API, as a website would
+            self.webhook_url = self.demo.webhook_url
+        self.webhooks = LocalWebhooks(
+            self.dynamodb.endpoint,
+            stream_mappings(template),
+            schedules(template),
+            self._invoke,
+            settings.webhook_retry_seconds,
+            LOCAL_REGION,
+        ).start()
+
+    def _invoke(self, function: str, event: dict[str, Any]) -> Any:
+        with INVOKE_LOCK:
+            return self.functions[function].invoke(event)
 
     def dead_child(self) -> str | None:
         """What this stack started that has stopped by itself, said for a person; None while everything runs."""
@@ -271,6 +325,7 @@ class LocalStack:
         assert self.dynamodb is not None
         environment.update(
             {
+                "ALLOW_PRIVATE_WEBHOOKS": "true",  # webhook receivers here are on this machine
                 "PROVIDERS_FILE": self.providers_file,
                 # The template computes it from DomainName/PublicBaseUrl (an !If); here it is this runner's URL.
                 "PUBLIC_BASE_URL": self.public_base_url,
@@ -298,6 +353,9 @@ class LocalStack:
 
     def stop(self) -> None:
         """Stop everything this stack started (safe to call twice, or after a failed start)."""
+        if self.webhooks is not None:
+            self.webhooks.stop()
+            self.webhooks = None
         for server in reversed(self._servers):
             server.stop()
         self._servers.clear()
@@ -337,6 +395,7 @@ def _banner(stack: LocalStack) -> str:
             f"  sandbox provider {stack.sandbox_url} (provider id {SANDBOX_ID})",
             f"  DynamoDB Local   {stack.dynamodb.endpoint}",
             f"  dev API key:     {stack.api_key}",
+            f"  dev webhook:     {stack.webhook_url} (events from the tables' streams, signed)",
             "Press Ctrl-C to stop.",
             "",
         ]

@@ -19,7 +19,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
 
-from calendar_connect import connections, deadline, deployment
+from calendar_connect import connections, deadline, deployment, webhooks
 from calendar_connect.api_clients import authenticate
 from calendar_connect.connect_flow import start_authorization
 from calendar_connect.errors import (
@@ -47,6 +47,10 @@ from calendar_connect.models import (
     ProvidersResponse,
     TeamUpInitiateRequest,
     TeamUpInitiateResponse,
+    WebhookDeletedResponse,
+    WebhookRequest,
+    WebhookResponse,
+    WebhookSecretResponse,
     iso,
 )
 from calendar_connect.oauth_client import ProviderConfigurationError
@@ -61,11 +65,12 @@ app.configure_openapi(
     security=[{"apiKey": []}],
 )
 CONNECTIONS = "/v2/external-calendars/connections"
+WEBHOOK = "/v2/external-calendars/webhook"
 _ERROR_WHEN = {
     400: "Invalid input (INVALID_ARGUMENT)",
     401: "No key, unknown or revoked key (UNAUTHENTICATED)",
     403: "Return URL outside the client's allowed prefixes (PERMISSION_DENIED)",
-    404: "Unknown provider or connection (NOT_FOUND)",
+    404: "Unknown provider or connection, or no webhook registered (NOT_FOUND)",
     413: "Body over 16 KiB (PAYLOAD_TOO_LARGE)",
     428: "FAILED_PRECONDITION (NOT_SUPPORTED_BY_PROVIDER, PROVIDER_NOT_CONFIGURED, REAUTH_REQUIRED or DISCONNECTED)",
     500: "INTERNAL",
@@ -290,6 +295,30 @@ def delete_connection(connectionId: str) -> DisconnectResponse:
 @app.post(CONNECTIONS + "/<connectionId>/access-token", responses=_errors(404, 428))
 def get_access_token(connectionId: str) -> AccessTokenResponse:
     return connections.access_token(deployment.current(), _client(), connectionId)
+
+
+def _no_store(answer: Any) -> Response:
+    return Response(200, JSON, answer.model_dump_json(exclude_none=True), headers={"Cache-Control": "no-store"})
+
+
+@app.put(WEBHOOK, responses=_errors(ok={JSON: {"model": WebhookResponse}}))
+def put_webhook(request: Annotated[WebhookRequest, Body()]):  # type: ignore[no-untyped-def]
+    return _no_store(webhooks.put_webhook(deployment.current(), _client(), request.url))
+
+
+@app.get(WEBHOOK, responses=_errors(404, ok={JSON: {"model": WebhookResponse}}))
+def get_webhook():  # type: ignore[no-untyped-def]
+    return _no_store(webhooks.get_webhook(deployment.current(), _client()))
+
+
+@app.delete(WEBHOOK, responses=_errors(ok={JSON: {"model": WebhookDeletedResponse}}))
+def delete_webhook():  # type: ignore[no-untyped-def]
+    return _no_store(webhooks.delete_webhook(deployment.current(), _client()))
+
+
+@app.post(WEBHOOK + "/rotate-secret", responses=_errors(404, ok={JSON: {"model": WebhookSecretResponse}}))
+def rotate_webhook_secret():  # type: ignore[no-untyped-def]
+    return _no_store(webhooks.rotate_secret(deployment.current(), _client()))
 
 
 def _raw_body(event: dict[str, Any]) -> bytes:

@@ -44,6 +44,7 @@ def test_the_quick_benchmark_prints_and_writes_every_row(tmp_path):
         "| boto3 and the DynamoDB client (the floor) |",
         "| first request (DynamoDB and provider calls on new connections, first-use setup) |",
         "Warm requests split",
+        "webhook delivery, 20 connection.created events",
     ):
         assert row in done.stdout and row in text, row
     assert "python -m bench --quick" in text

@@ -1,8 +1,9 @@
-"""The only module that touches DynamoDB: three small stores behind one low-level client."""
+"""The only module that touches DynamoDB: four small stores behind one low-level client."""
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -15,7 +16,14 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from . import aws_calls
 from .errors import StorageUnavailable
-from .models import ApiClient, ConnectionRecord, ConnectionStatus, PendingAuthorization
+from .models import (
+    ApiClient,
+    ConnectionRecord,
+    ConnectionStatus,
+    PendingAuthorization,
+    WebhookDelivery,
+    WebhookRecord,
+)
 from .settings import Settings
 
 _serializer = TypeSerializer()
@@ -110,9 +118,10 @@ class _Table:
             "TableName": self.name,
             "Key": _to_item(key),
             "UpdateExpression": expression,
-            "ExpressionAttributeValues": values,
             "ReturnValues": "ALL_NEW" if return_new else "NONE",
         }
+        if values:  # DynamoDB refuses an empty map (a plain REMOVE has no values)
+            request["ExpressionAttributeValues"] = values
         if condition:
             request["ConditionExpression"] = condition
         if names:
@@ -188,6 +197,73 @@ class ApiClients(_Table):
             is not None
         )
 
+    # The client's webhook lives on its own item: one per client, gone with it, read with the same key.
+    def get_webhook(self, client_id: str) -> WebhookRecord | None:
+        with _storage_errors():
+            answer = self._call(
+                "get_item",
+                TableName=self.name,
+                Key=_to_item({"clientId": client_id}),
+                ConsistentRead=True,
+                ProjectionExpression="clientId, webhookUrl, webhookSecrets, webhookUpdatedAt",
+            )
+        item = _from_item(answer.get("Item") or {})
+        if "webhookUrl" not in item:
+            return None
+        return WebhookRecord(
+            clientId=client_id,
+            url=item["webhookUrl"],
+            sealedSecrets=item["webhookSecrets"],
+            updatedAt=item["webhookUpdatedAt"],
+        )
+
+    def create_webhook(self, client_id: str, url: str, sealed_secrets: bytes, updated_at: str) -> bool:
+        """False when the client already has one (or no longer exists)."""
+        return (
+            self._update(
+                {"clientId": client_id},
+                "SET webhookUrl = :url, webhookSecrets = :secrets, webhookUpdatedAt = :at",
+                _values(url=url, secrets=sealed_secrets, at=updated_at),
+                "attribute_exists(clientId) AND attribute_not_exists(webhookUrl)",
+            )
+            is not None
+        )
+
+    def set_webhook_url(self, client_id: str, url: str, updated_at: str) -> bool:
+        return (
+            self._update(
+                {"clientId": client_id},
+                "SET webhookUrl = :url, webhookUpdatedAt = :at",
+                _values(url=url, at=updated_at),
+                "attribute_exists(webhookUrl)",
+            )
+            is not None
+        )
+
+    def replace_webhook_secrets(self, client_id: str, expected: bytes, sealed_secrets: bytes, updated_at: str) -> bool:
+        """Optimistic: False when the secrets changed since `expected` was read (or the webhook is gone)."""
+        return (
+            self._update(
+                {"clientId": client_id},
+                "SET webhookSecrets = :secrets, webhookUpdatedAt = :at",
+                _values(secrets=sealed_secrets, at=updated_at, expected=expected),
+                "webhookSecrets = :expected",
+            )
+            is not None
+        )
+
+    def delete_webhook(self, client_id: str) -> bool:
+        """True when there was one to delete."""
+        return (
+            self._update(
+                {"clientId": client_id},
+                "REMOVE webhookUrl, webhookSecrets, webhookUpdatedAt",
+                {},
+                "attribute_exists(webhookUrl)",
+            )
+            is not None
+        )
+
 
 @dataclass(frozen=True)
 class Claim:
@@ -259,7 +335,9 @@ class Connections(_Table):
         "externalAccountEmail = :email, scopesGranted = :scopesGranted, #s = :status, "
         "createdAt = if_not_exists(createdAt, :createdAt), updatedAt = :updatedAt, "
         "tokens = :tokens, accessTokenExpiresAt = :expiresAt, "
-        "listKey = if_not_exists(listKey, :listKey), version = if_not_exists(version, :zero) + :one "
+        "listKey = if_not_exists(listKey, :listKey), version = if_not_exists(version, :zero) + :one, "
+        # Counts connects: on the table's stream a reconnect is a MODIFY that raises it, a token refresh is not.
+        "connectCount = if_not_exists(connectCount, :zero) + :one "
         "REMOVE refreshLeaseUntil, revokedAtProvider"
     )
 
@@ -384,6 +462,151 @@ def _connection(values: dict[str, Any]) -> ConnectionRecord:
     return ConnectionRecord(**values)
 
 
+def stream_image(image: dict[str, Any] | None) -> dict[str, Any] | None:
+    """An item image from a table's change stream (DynamoDB JSON), as plain values."""
+    return _from_item(image) if image else None
+
+
+def connection_from_image(values: dict[str, Any]) -> ConnectionRecord:
+    return _connection(dict(values))
+
+
+def pending_from_image(values: dict[str, Any]) -> PendingAuthorization:
+    return PendingAuthorization.model_validate(values)
+
+
+class WebhookDeliveries(_Table):
+    """Events on their way to webhooks. Two sparse indexes: due retries (only PENDING items carry `dueShard`)
+    and dead letters (only DEAD items carry `deadShard`); delivered items stay a while (`purgeAt`, the TTL) so
+    a stream batch processed twice is recognised."""
+
+    due_index = "DueRetries"
+    dead_index = "DeadLetters"
+    DUE_SHARDS = 8  # spreads the due index's writes over partitions
+    DEAD_SHARD = "dead"
+
+    def _due_shard(self, delivery_id: str) -> str:
+        return f"due#{int(hashlib.sha256(delivery_id.encode()).hexdigest()[:8], 16) % self.DUE_SHARDS}"
+
+    def put_new(self, delivery: WebhookDelivery) -> bool:
+        """False when this event is already known (its stream record is processed a second time)."""
+        item = _to_item(delivery.model_dump())
+        item["dueShard"] = _serialize(self._due_shard(delivery.deliveryId))
+        try:
+            with _storage_errors():
+                self._call(
+                    "put_item", TableName=self.name, Item=item, ConditionExpression="attribute_not_exists(deliveryId)"
+                )
+        except ClientError as error:
+            if _condition_failed(error):
+                return False
+            raise
+        return True
+
+    def get(self, delivery_id: str) -> WebhookDelivery | None:
+        return self._get({"deliveryId": delivery_id}, _delivery)
+
+    def claim(self, delivery: WebhookDelivery, until: int) -> bool:
+        """Take a due delivery for one attempt: its next attempt moves to `until`, so nobody else sends it meanwhile."""
+        return (
+            self._update(
+                {"deliveryId": delivery.deliveryId},
+                "SET nextAttemptAt = :until",
+                _values(until=until, seen=delivery.nextAttemptAt, pending="PENDING"),
+                "nextAttemptAt = :seen AND #s = :pending",
+                names={"#s": "status"},
+            )
+            is not None
+        )
+
+    def mark_delivered(self, delivery_id: str, attempts: int, first_attempt_at: int, purge_at: int) -> None:
+        self._update(
+            {"deliveryId": delivery_id},
+            "SET #s = :delivered, attempts = :attempts, firstAttemptAt = if_not_exists(firstAttemptAt, :first), "
+            "purgeAt = :purge REMOVE dueShard, nextAttemptAt, lastError",
+            _values(delivered="DELIVERED", attempts=attempts, first=first_attempt_at, purge=purge_at),
+            names={"#s": "status"},
+        )
+
+    def mark_failed(
+        self, delivery_id: str, attempts: int, first_attempt_at: int, next_attempt_at: int, error: str
+    ) -> None:
+        self._update(
+            {"deliveryId": delivery_id},
+            "SET attempts = :attempts, firstAttemptAt = if_not_exists(firstAttemptAt, :first), "
+            "nextAttemptAt = :next, lastError = :error",
+            _values(attempts=attempts, first=first_attempt_at, next=next_attempt_at, error=error),
+        )
+
+    def mark_dead(self, delivery_id: str, attempts: int, first_attempt_at: int, now: int, error: str) -> None:
+        self._update(
+            {"deliveryId": delivery_id},
+            "SET #s = :dead, attempts = :attempts, firstAttemptAt = if_not_exists(firstAttemptAt, :first), "
+            "lastError = :error, deadShard = :shard, deadAt = :now REMOVE dueShard, nextAttemptAt",
+            _values(
+                dead="DEAD", attempts=attempts, first=first_attempt_at, error=error, shard=self.DEAD_SHARD, now=now
+            ),
+            names={"#s": "status"},
+        )
+
+    def discard(self, delivery_id: str) -> None:
+        with _storage_errors():
+            self._call("delete_item", TableName=self.name, Key=_to_item({"deliveryId": delivery_id}))
+
+    def due(self, now: int, limit: int) -> list[WebhookDelivery]:
+        """Deliveries whose next attempt is due, oldest first per shard; never a scan."""
+        found: list[WebhookDelivery] = []
+        for shard in range(self.DUE_SHARDS):
+            found += self._query_index(
+                self.due_index,
+                "dueShard = :shard AND nextAttemptAt <= :now",
+                _values(shard=f"due#{shard}", now=now),
+                limit - len(found),
+            )
+            if len(found) >= limit:
+                break
+        return found
+
+    def dead_letters(self, limit: int) -> list[WebhookDelivery]:
+        return self._query_index(self.dead_index, "deadShard = :shard", _values(shard=self.DEAD_SHARD), limit)
+
+    def _query_index(self, index: str, condition: str, values: dict[str, Any], limit: int) -> list[WebhookDelivery]:
+        found: list[WebhookDelivery] = []
+        request: dict[str, Any] = {
+            "TableName": self.name,
+            "IndexName": index,
+            "KeyConditionExpression": condition,
+            "ExpressionAttributeValues": values,
+        }
+        while len(found) < limit:
+            request["Limit"] = limit - len(found)
+            with _storage_errors():
+                answer = self._call("query", **request)
+            found += [_delivery(**_from_item(item)) for item in answer.get("Items", [])]  # both project ALL
+            if "LastEvaluatedKey" not in answer:
+                break
+            request["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
+        return found
+
+    def redrive(self, delivery_id: str, now: int) -> bool:
+        """A dead letter becomes due again, with a fresh 24-hour window; False when it is no longer dead."""
+        return (
+            self._update(
+                {"deliveryId": delivery_id},
+                "SET #s = :pending, attempts = :zero, nextAttemptAt = :now, dueShard = :shard "
+                "REMOVE deadShard, deadAt, firstAttemptAt",
+                _values(pending="PENDING", zero=0, now=now, shard=self._due_shard(delivery_id), dead="DEAD"),
+                "#s = :dead",
+                names={"#s": "status"},
+            )
+            is not None
+        )
+
+
+def _delivery(**values: Any) -> WebhookDelivery:
+    return WebhookDelivery.model_validate(values)
+
+
 def encode_cursor(key: dict[str, Any] | None) -> str | None:
     if not key:
         return None
@@ -401,7 +624,7 @@ def decode_cursor(cursor: str) -> dict[str, Any]:
 
 
 class Storage:
-    """The three stores of one deployment, sharing one DynamoDB client."""
+    """The stores of one deployment, sharing one DynamoDB client."""
 
     def __init__(self, settings: Settings, client: Any | None = None) -> None:
         self.client = client or create_client(settings)
@@ -409,3 +632,4 @@ class Storage:
         self.api_clients = ApiClients(self.client, settings.api_clients_table, attempt)
         self.pending = PendingAuthorizations(self.client, settings.pending_table, attempt)
         self.connections = Connections(self.client, settings.connections_table, attempt)
+        self.webhook_deliveries = WebhookDeliveries(self.client, settings.webhook_deliveries_table, attempt)

@@ -195,3 +195,80 @@ class ConnectionRecord(BaseModel):
 
     def public(self) -> Connection:
         return Connection.model_validate(self.model_dump(include=set(Connection.model_fields)))
+
+
+# --- webhooks -------------------------------------------------------------------------------------
+
+
+class WebhookRequest(BaseModel):
+    """`PUT /v2/external-calendars/webhook`."""
+
+    model_config = _STRICT
+
+    url: str = Field(min_length=1, max_length=2048)
+
+
+class WebhookResponse(BaseModel):
+    url: str
+    secret: str | None = Field(default=None, description="Only in the answer that created the webhook")
+
+
+class WebhookSecretResponse(BaseModel):
+    secret: str
+
+
+class WebhookDeletedResponse(BaseModel):
+    deleted: bool = Field(description="Whether a webhook was registered")
+
+
+class WebhookSecretEntry(BaseModel):
+    secret: str
+    signsUntil: int | None = None  # epoch seconds; None: the current secret
+
+
+class WebhookRecord(BaseModel):
+    """A client's webhook as stored on its ApiClients item; the secrets sealed (token_cipher) to the client id."""
+
+    clientId: str
+    url: str
+    sealedSecrets: bytes
+    updatedAt: str
+
+
+class WebhookEventType(StrEnum):
+    CONNECTION_CREATED = "connection.created"
+    CONNECTION_UPDATED = "connection.updated"
+    CONNECTION_REAUTH_REQUIRED = "connection.reauth_required"
+    CONNECTION_DISCONNECTED = "connection.disconnected"
+    AUTHORIZATION_FAILED = "authorization.failed"
+
+
+class AuthorizationFailedData(BaseModel):
+    attemptId: str
+    providerId: str
+    scheduleId: str
+    error: str
+    reason: str
+
+
+class WebhookEvent(BaseModel):
+    """What a receiver gets: the body of one delivery."""
+
+    type: WebhookEventType
+    timestamp: str
+    data: Connection | AuthorizationFailedData
+
+
+class WebhookDelivery(BaseModel):
+    """One event on its way to a client's webhook; `deliveryId` is its webhook-id, the same on every attempt."""
+
+    deliveryId: str
+    clientId: str
+    eventType: str
+    body: str  # the exact JSON that is signed and sent, fixed at the first attempt
+    status: Literal["PENDING", "DELIVERED", "DEAD"] = "PENDING"
+    attempts: int = 0
+    createdAt: int
+    firstAttemptAt: int | None = None
+    nextAttemptAt: int | None = None
+    lastError: str | None = None

@@ -37,6 +37,9 @@ class Settings(BaseModel):
     storage_read_timeout: float = Field(default=2.0, alias="STORAGE_READ_TIMEOUT")
     max_body_bytes: int = Field(default=16 * 1024, alias="MAX_BODY_BYTES")
     page_size: int = Field(default=50, alias="CONNECTIONS_PAGE_SIZE")
+    # Webhooks: undelivered events wait in this table; private receivers only where the deployment allows them.
+    webhook_deliveries_table: str = Field(default="", alias="WEBHOOK_DELIVERIES_TABLE")
+    allow_private_webhooks: bool = Field(default=False, alias="ALLOW_PRIVATE_WEBHOOKS")
 
 
 @lru_cache(maxsize=1)

@@ -1,4 +1,4 @@
-"""Tokens at rest: AES-256-GCM, the connection id as associated data.
+"""Secrets at rest (tokens, webhook secrets): AES-256-GCM, what they belong to as associated data.
 
 Envelope: one data key per container, from KMS (GenerateDataKey) in AWS or a locally configured
 key in the embedded default. A stored blob is `v1 | len(wrapped key) | wrapped key | nonce | ciphertext`;
@@ -110,12 +110,19 @@ class TokenCipher:
         self._keys = keys
 
     def encrypt(self, connection_id: str, tokens: TokenSet) -> bytes:
-        key, wrapped = self._keys.data_key()
-        nonce = os.urandom(12)
-        sealed = _aesgcm()(key).encrypt(nonce, tokens.model_dump_json().encode(), connection_id.encode())
-        return _VERSION + struct.pack(">H", len(wrapped)) + wrapped + nonce + sealed
+        return self.seal(connection_id, tokens.model_dump_json().encode())
 
     def decrypt(self, connection_id: str, blob: bytes) -> TokenSet:
+        return TokenSet.model_validate_json(self.open(connection_id, blob))
+
+    def seal(self, associated: str, plain: bytes) -> bytes:
+        """Any secret at rest (tokens, webhook secrets), bound to `associated`: it opens only with the same value."""
+        key, wrapped = self._keys.data_key()
+        nonce = os.urandom(12)
+        sealed = _aesgcm()(key).encrypt(nonce, plain, associated.encode())
+        return _VERSION + struct.pack(">H", len(wrapped)) + wrapped + nonce + sealed
+
+    def open(self, associated: str, blob: bytes) -> bytes:
         aesgcm = _aesgcm()
         try:
             if blob[:1] != _VERSION:
@@ -123,14 +130,13 @@ class TokenCipher:
             (length,) = struct.unpack(">H", blob[1:3])
             wrapped = blob[3 : 3 + length]
             nonce, sealed = blob[3 + length : 15 + length], blob[15 + length :]
-            plain = aesgcm(self._keys.unwrap(wrapped)).decrypt(nonce, sealed, connection_id.encode())
+            return aesgcm(self._keys.unwrap(wrapped)).decrypt(nonce, sealed, associated.encode())
         except (struct.error, ValueError) as error:
             raise DecryptionError("token blob is malformed") from error
         except Exception as error:
             if isinstance(error, (DecryptionError, StorageUnavailable)):
                 raise
             raise DecryptionError("token blob does not belong to this connection") from error
-        return TokenSet.model_validate_json(plain)
 
 
 def cipher_from_settings(kms_key_id: str, local_key: str, timeouts: tuple[float, float] = (1.0, 2.0)) -> TokenCipher:
