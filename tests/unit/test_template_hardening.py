@@ -50,8 +50,14 @@ def test_tables_are_encrypted_and_pending_items_expire() -> None:
 
 def test_data_outlives_the_stack() -> None:
     # `sam delete` or a replacing update must not take connections (or the key that decrypts them) with it.
-    kept = {**_resources("AWS::DynamoDB::Table"), **_resources("AWS::KMS::Key")}
-    assert set(kept) == {"PendingAuthorizationsTable", "ConnectionsTable", "ApiClientsTable", "TokenKey"}
+    kept = {**_resources("AWS::DynamoDB::Table"), "TokenKey": _resources("AWS::KMS::Key")["TokenKey"]}
+    assert set(kept) == {
+        "PendingAuthorizationsTable",
+        "ConnectionsTable",
+        "ApiClientsTable",
+        "WebhookDeliveriesTable",
+        "TokenKey",
+    }
     for name, resource in kept.items():
         assert resource.get("DeletionPolicy") == "Retain", name
         assert resource.get("UpdateReplacePolicy") == "Retain", name
