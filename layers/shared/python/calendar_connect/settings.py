@@ -31,6 +31,9 @@ class Settings(BaseModel):
     http_read_timeout: float = Field(default=8.0, alias="HTTP_READ_TIMEOUT")
     max_body_bytes: int = Field(default=16 * 1024, alias="MAX_BODY_BYTES")
     page_size: int = Field(default=50, alias="CONNECTIONS_PAGE_SIZE")
+    # The keep-alive job: refreshes in flight at once, and the time it keeps for those when it stops taking work.
+    keepalive_concurrency: int = Field(default=32, ge=1, le=256, alias="KEEPALIVE_CONCURRENCY")
+    keepalive_stop_margin_seconds: int = Field(default=60, ge=0, alias="KEEPALIVE_STOP_MARGIN_SECONDS")
 
 
 @lru_cache(maxsize=1)
