@@ -27,6 +27,7 @@ from local.demo import DEMO_PATHS, DemoSite
 from local.dynamodb import LOCAL_CREDENTIALS, DynamoDBLocal
 from local.gateway import LOCAL_REGION, Gateway, LoadedFunction, load_function
 from local.sandbox_provider import SandboxClient, SandboxProvider
+from local.schedule import ScheduledJob
 from local.serving import ServerThread
 from local.template import ROOT, functions, load_template, resolve_environment, routes, tables
 
@@ -34,6 +35,12 @@ SANDBOX_ID = "sandbox"
 SANDBOX_CLIENT_ID = "calendar-connect-local"
 SANDBOX_SECRET_VARIABLE = "SANDBOX_CLIENT_SECRET"
 DEV_CLIENT_NAME = "Local dev client"
+KEEPALIVE_FUNCTION = "KeepAliveFunction"
+
+
+def describe_keepalive_run(summary: dict[str, Any]) -> str:
+    line = ", ".join(f"{summary[k]} {k.replace('_', ' ')}" for k in ("due", "refreshed", "reauth_required", "failed"))
+    return line + (" (stopped early: the rest stays due)" if summary.get("stopped_early") else "")
 
 
 @dataclass(frozen=True)
@@ -48,6 +55,7 @@ class RunnerSettings:
     providers_file: str = ""
     public_base_url: str = ""  # empty: http://127.0.0.1:$PORT
     sandbox_access_token_seconds: int = 3600
+    keepalive_seconds: int = 60  # how often the keep-alive job runs; 0: never
     quiet: bool = False  # no access log (tests keep their output short)
     extra_environment: Mapping[str, str] = field(default_factory=dict)
 
@@ -71,6 +79,7 @@ class RunnerSettings:
             providers_file=environ.get("PROVIDERS_FILE", "").strip(),
             public_base_url=environ.get("PUBLIC_BASE_URL", "").strip().rstrip("/"),
             sandbox_access_token_seconds=number("SANDBOX_ACCESS_TOKEN_SECONDS", 3600),
+            keepalive_seconds=number("LOCAL_KEEPALIVE_SECONDS", 60),
             quiet=environ.get("LOCAL_QUIET", "") in ("1", "true"),
         )
 
@@ -151,6 +160,7 @@ class LocalStack:
         self.providers_file = ""
         self.demo: DemoSite | None = None
         self._servers: list[ServerThread] = []
+        self.keepalive: ScheduledJob | None = None
         self._workdir: Path | None = None
         self._saved_environ: dict[str, str] | None = None
 
@@ -235,6 +245,15 @@ class LocalStack:
 
         sandbox_server.start()
         api_server.start()
+        if settings.keepalive_seconds and KEEPALIVE_FUNCTION in self.functions:
+            # As its EventBridge schedule would, but serialised with the API's invocations (one process, one layer).
+            keepalive = self.functions[KEEPALIVE_FUNCTION]
+            self.keepalive = ScheduledJob(
+                "keep-alive",
+                lambda event: gateway.invoke_alone(keepalive, event),
+                settings.keepalive_seconds,
+                describe_keepalive_run,
+            ).start()
 
     def _set_environment(self, template: dict[str, Any], sandbox_secret: str) -> None:
         """What template.yaml gives the functions, plus what only the embedded default needs."""
@@ -277,6 +296,9 @@ class LocalStack:
 
     def stop(self) -> None:
         """Stop everything this stack started (safe to call twice, or after a failed start)."""
+        if self.keepalive is not None:
+            self.keepalive.stop()
+            self.keepalive = None
         for server in reversed(self._servers):
             server.stop()
         self._servers.clear()
@@ -316,6 +338,9 @@ def _banner(stack: LocalStack) -> str:
             f"  sandbox provider {stack.sandbox_url} (provider id {SANDBOX_ID})",
             f"  DynamoDB Local   {stack.dynamodb.endpoint}",
             f"  dev API key:     {stack.api_key}",
+            f"  keep-alive job:  every {stack.settings.keepalive_seconds} s (LOCAL_KEEPALIVE_SECONDS)"
+            if stack.keepalive
+            else "  keep-alive job:  off (LOCAL_KEEPALIVE_SECONDS=0)",
             "Press Ctrl-C to stop.",
             "",
         ]
