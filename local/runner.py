@@ -29,7 +29,7 @@ from local.gateway import LOCAL_REGION, Gateway, LoadedFunction, load_function
 from local.sandbox_provider import SandboxClient, SandboxProvider
 from local.schedule import ScheduledJob
 from local.serving import ServerThread
-from local.template import ROOT, functions, load_template, resolve_environment, routes, tables
+from local.template import ROOT, functions, load_template, resolve_environment, routes, schedules, tables
 
 SANDBOX_ID = "sandbox"
 SANDBOX_CLIENT_ID = "calendar-connect-local"
@@ -38,9 +38,13 @@ DEV_CLIENT_NAME = "Local dev client"
 KEEPALIVE_FUNCTION = "KeepAliveFunction"
 
 
-def describe_keepalive_run(summary: dict[str, Any]) -> str:
-    line = ", ".join(f"{summary[k]} {k.replace('_', ' ')}" for k in ("due", "refreshed", "reauth_required", "failed"))
-    return line + (" (stopped early: the rest stays due)" if summary.get("stopped_early") else "")
+_KEEPALIVE_COUNTS = ("due", "refreshed", "reauth_required", "failed")
+
+
+def describe_keepalive_run(summaries: list[dict[str, Any]]) -> str:
+    """One line for a run: the counts of its invocations (one per schedule in template.yaml), added up."""
+    line = ", ".join(f"{sum(s[k] for s in summaries)} {k.replace('_', ' ')}" for k in _KEEPALIVE_COUNTS)
+    return line + (" (stopped early: the rest stays due)" if any(s.get("stopped_early") for s in summaries) else "")
 
 
 @dataclass(frozen=True)
@@ -245,12 +249,14 @@ class LocalStack:
 
         sandbox_server.start()
         api_server.start()
-        if settings.keepalive_seconds and KEEPALIVE_FUNCTION in self.functions:
-            # As its EventBridge schedule would, but serialised with the API's invocations (one process, one layer).
+        keepalive_inputs = [s.input for s in schedules(template) if s.function == KEEPALIVE_FUNCTION]
+        if settings.keepalive_seconds and keepalive_inputs:
+            # As its EventBridge schedules would (each passes its Input, or else the scheduled event), one after
+            # the other and serialised with the API's invocations: one process, one copy of the layer.
             keepalive = self.functions[KEEPALIVE_FUNCTION]
             self.keepalive = ScheduledJob(
                 "keep-alive",
-                lambda event: gateway.invoke_alone(keepalive, event),
+                lambda event: [gateway.invoke_alone(keepalive, given or event) for given in keepalive_inputs],
                 settings.keepalive_seconds,
                 describe_keepalive_run,
             ).start()

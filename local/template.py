@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -75,6 +76,24 @@ def routes(template: dict[str, Any]) -> list[Route]:
         for event in resource["Properties"].get("Events", {}).values():
             if event.get("Type") == "HttpApi":
                 found.append(Route(event["Properties"]["Method"].upper(), event["Properties"]["Path"], name))
+    return found
+
+
+@dataclass(frozen=True)
+class Schedule:
+    function: str
+    expression: str  # rate(...) or cron(...)
+    input: dict[str, Any] | None  # the rule target's constant Input: sent instead of the scheduled event
+
+
+def schedules(template: dict[str, Any]) -> list[Schedule]:
+    found = []
+    for name, resource in _resources(template, "AWS::Serverless::Function").items():
+        for event in resource["Properties"].get("Events", {}).values():
+            if event.get("Type") == "Schedule":
+                props = event["Properties"]
+                constant = json.loads(props["Input"]) if props.get("Input") else None
+                found.append(Schedule(name, props["Schedule"], constant))
     return found
 
 

@@ -14,7 +14,7 @@ import yaml
 from botocore.awsrequest import AWSResponse
 
 from calendar_connect import connections, deployment, oauth_client
-from calendar_connect.dal import Connections
+from calendar_connect.dal import Connections, keepalive_shard
 from calendar_connect.keepalive import KeepAliveRun, keep_alive
 from calendar_connect.models import ConnectionStatus
 from calendar_connect.observability import metrics
@@ -265,3 +265,29 @@ def test_the_scheduled_handler_runs_the_job_and_emits_its_counts(example_client,
         "KeepAliveFailed": [0.0],
         "KeepAliveReauthRequired": [1.0],
     }
+
+
+def test_a_schedule_given_a_group_of_shards_refreshes_only_the_connections_in_it(
+    example_client, provider_server, monkeypatch
+):
+    # Given due connections in several shards of the index
+    now = int(time.time())
+    seeded = [seed(EXAMPLE_CLIENT_ID, keepalive_due_at=now - 1) for _ in range(6)]
+    shard_of = {s.connection_id: int(keepalive_shard(s.connection_id).removeprefix("ka#")) for s in seeded}
+    group = sorted({shard_of[seeded[0].connection_id], shard_of[seeded[1].connection_id]})
+    inside = [s for s in seeded if shard_of[s.connection_id] in group]
+    provider_server.script("/google/token", *[rotating] * len(seeded))
+    monkeypatch.setenv("KEEPALIVE_STOP_MARGIN_SECONDS", "5")
+    deployment.reset()
+    # When one of the template's schedules invokes the function with its group of shards as Input
+    summary = invoke("KeepAliveFunction", {"shards": group})
+    # Then exactly the connections of those shards were refreshed
+    assert (summary["due"], summary["refreshed"]) == (len(inside), len(inside))
+    sent = sorted(r.form["refresh_token"] for r in provider_server.requests_to("/google/token"))
+    assert sent == sorted(s.tokens.refresh_token for s in inside)
+
+
+@pytest.mark.parametrize("shards", [[16], [-1], [], "all"])
+def test_a_schedule_input_naming_no_real_shard_fails_the_invocation(example_client, shards):
+    with pytest.raises(ValueError):
+        invoke("KeepAliveFunction", {"shards": shards})

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -391,13 +391,14 @@ class Connections(_Table):
         )
         return _connection(new) if new is not None else None
 
-    def due_for_keepalive(self, now: int, page_size: int) -> Iterator[list[str]]:
+    def due_for_keepalive(self, now: int, page_size: int, shards: Iterable[int] | None = None) -> Iterator[list[str]]:
         """Ids of the connections whose keep-alive is due by `now`, most overdue first within each shard, a page of
         one shard at a time in turn: a run stopped early has taken the most overdue of every shard.
 
         Queries the sparse index, never the table: only due CONNECTED connections are read. Lazy: pages are
         fetched as the caller asks for them."""
-        starts: dict[str, dict[str, Any] | None] = {f"ka#{n}": None for n in range(KEEPALIVE_SHARDS)}
+        chosen = range(KEEPALIVE_SHARDS) if shards is None else shards
+        starts: dict[str, dict[str, Any] | None] = {f"ka#{n}": None for n in chosen}
         while starts:
             for shard, start in list(starts.items()):
                 request: dict[str, Any] = {

@@ -8,7 +8,7 @@ short. Whatever is not refreshed stays due for the next run: a transient failure
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass
 from enum import Enum
@@ -46,8 +46,14 @@ class KeepAliveRun:
         return asdict(self)
 
 
-def keep_alive(deployment: Deployment, remaining_ms: Callable[[], int], now: int | None = None) -> KeepAliveRun:
-    """One run over the connections due by `now`; stops taking work when `remaining_ms()` falls under the margin."""
+def keep_alive(
+    deployment: Deployment,
+    remaining_ms: Callable[[], int],
+    now: int | None = None,
+    shards: Sequence[int] | None = None,
+) -> KeepAliveRun:
+    """One run over the connections due by `now` (in `shards` of the index, default all); stops taking work when
+    `remaining_ms()` falls under the margin."""
     settings = deployment.settings
     now = int(time.time()) if now is None else now
     margin_ms = settings.keepalive_stop_margin_seconds * 1000
@@ -60,7 +66,7 @@ def keep_alive(deployment: Deployment, remaining_ms: Callable[[], int], now: int
 
     with ThreadPoolExecutor(settings.keepalive_concurrency, thread_name_prefix="keepalive") as pool:
         try:
-            for page in deployment.storage.connections.due_for_keepalive(now, PAGE_SIZE):
+            for page in deployment.storage.connections.due_for_keepalive(now, PAGE_SIZE, shards):
                 for connection_id in page:
                     if remaining_ms() < margin_ms:
                         run.stopped_early = True
