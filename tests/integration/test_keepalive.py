@@ -291,3 +291,37 @@ def test_a_schedule_given_a_group_of_shards_refreshes_only_the_connections_in_it
 def test_a_schedule_input_naming_no_real_shard_fails_the_invocation(example_client, shards):
     with pytest.raises(ValueError):
         invoke("KeepAliveFunction", {"shards": shards})
+
+
+def test_the_backfill_schedules_connections_made_before_the_keepalive_once(
+    example_client, provider_server, dynamodb, environment, capsys
+):
+    # Given a CONNECTED connection written before the keep-alive existed (no schedule), and a disconnected one
+    from scripts.keepalive_backfill import main
+
+    now = int(time.time())
+    old, gone = seed(EXAMPLE_CLIENT_ID), seed(EXAMPLE_CLIENT_ID)
+    client, table = dynamodb.client(), environment["CONNECTIONS_TABLE"]
+    for seeded in (old, gone):
+        client.update_item(
+            TableName=table,
+            Key={"connectionId": {"S": seeded.connection_id}},
+            UpdateExpression="REMOVE keepAliveShard, keepAliveDueAt",
+        )
+    record = deployment.current().storage.connections.get(gone.connection_id)
+    assert record is not None
+    deployment.current().storage.connections.mark_disconnected(gone.connection_id, record.version, "x", None)
+    assert run(now + WEEK).due == 0  # invisible to the job
+    # When the backfill runs, twice
+    arguments = ["--table", table, "--endpoint", environment["DYNAMODB_ENDPOINT"]]
+    assert main(arguments) == 0
+    assert main(arguments) == 0
+    # Then the first run scheduled the CONNECTED one (due at once) and the second found nothing left
+    assert capsys.readouterr().out.splitlines() == [
+        "scheduled 1 connection(s) for keep-alive",
+        "scheduled 0 connection(s) for keep-alive",
+    ]
+    provider_server.script("/google/token", rotating)
+    result = run(int(time.time()))
+    assert (result.due, result.refreshed) == (1, 1)
+    assert stored_tokens(old.connection_id).refresh_token == f"{old.tokens.refresh_token}+1"
