@@ -325,3 +325,27 @@ def test_the_backfill_schedules_connections_made_before_the_keepalive_once(
     result = run(int(time.time()))
     assert (result.due, result.refreshed) == (1, 1)
     assert stored_tokens(old.connection_id).refresh_token == f"{old.tokens.refresh_token}+1"
+
+
+def test_no_token_reaches_a_log_line_in_a_keepalive_run(example_client, provider_server, log_lines):
+    # Given due connections: one refreshed (rotated), one refused, one whose provider fails
+    now = int(time.time())
+    seeded = [seed(EXAMPLE_CLIENT_ID, keepalive_due_at=now - n) for n in range(3)]
+    answers: list[Answer] = []
+
+    def scripted(received: Received) -> Answer:
+        answers.append(rotating(received))
+        return answers[-1]
+
+    provider_server.script(
+        "/google/token", scripted, Answer(400, {"error": "invalid_grant"}), Answer(500, {"error": "server_error"})
+    )
+    # When the job runs, every logger at DEBUG (log_lines)
+    result = run(now)
+    # Then no token, old or new, is in any log line, while the run did log its work
+    assert (result.refreshed, result.reauth_required, result.failed) == (1, 1, 1)
+    logged = log_lines()
+    assert "keep-alive refresh failed" in logged and "refresh token no longer honoured" in logged
+    issued = [a.body["access_token"] for a in answers] + [a.body["refresh_token"] for a in answers]
+    for secret in [t for s in seeded for t in (s.tokens.access_token, s.tokens.refresh_token)] + issued:
+        assert secret not in logged

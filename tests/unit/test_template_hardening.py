@@ -46,3 +46,20 @@ def test_tables_are_encrypted_and_pending_items_expire() -> None:
     assert all(t["Properties"]["SSESpecification"]["SSEEnabled"] for t in tables.values())
     ttl = tables["PendingAuthorizationsTable"]["Properties"]["TimeToLiveSpecification"]
     assert ttl == {"AttributeName": "expiresAt", "Enabled": True}
+
+
+def test_the_keepalive_function_finds_connections_through_its_index_only() -> None:
+    # Least privilege: it may Query the keep-alive index, read and update single connections, and never Scan.
+    function = _resources("AWS::Serverless::Function")["KeepAliveFunction"]
+    statements = [
+        s for policy in function["Properties"]["Policies"] if "Statement" in policy for s in policy["Statement"]
+    ]
+    actions = {a: s["Resource"] for s in statements for a in s["Action"]}
+    assert "dynamodb:Scan" not in actions
+    assert actions["dynamodb:Query"] == {"Fn::Sub": "${ConnectionsTable.Arn}/index/KeepAliveDue"}
+    assert {a for a in actions if a.startswith("dynamodb:")} == {
+        "dynamodb:Query",
+        "dynamodb:GetItem",
+        "dynamodb:UpdateItem",
+    }
+    assert function["Properties"]["Timeout"] <= 900
