@@ -63,3 +63,12 @@ def test_the_keepalive_function_finds_connections_through_its_index_only() -> No
         "dynamodb:UpdateItem",
     }
     assert function["Properties"]["Timeout"] <= 900
+
+
+def test_the_keepalive_schedules_cover_every_shard_exactly_once() -> None:
+    # A shard no schedule names would never be refreshed; one named twice would be raced over every run.
+    from calendar_connect.dal import KEEPALIVE_SHARDS
+    from local.template import schedules
+
+    groups = [s.input["shards"] for s in schedules(load_template()) if s.function == "KeepAliveFunction" and s.input]
+    assert sorted(n for group in groups for n in group) == list(range(KEEPALIVE_SHARDS))
