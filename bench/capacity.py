@@ -118,8 +118,10 @@ def _minimum(stack: Stack, capacity: Capacity, connection_id: str) -> None:
     pending_kib = math.ceil(item_size(pending) / 1024)
     connection_kib = math.ceil(item_size(connection) / 1024)
     index_kib = math.ceil((item_size(connection, projected) + _INDEX_OVERHEAD) / 1024)
-    capacity.minimum_read = 1.5
-    capacity.minimum_write = 3 * pending_kib + connection_kib + index_kib
+    keepalive_keys = ["connectionId", "keepAliveShard", "keepAliveDueAt"]
+    keepalive_kib = math.ceil((item_size(connection, keepalive_keys) + _INDEX_OVERHEAD) / 1024)
+    capacity.minimum_read = 1.5  # the claim's read and the revoked-client check (0.5)
+    capacity.minimum_write = 3 * pending_kib + connection_kib + index_kib + keepalive_kib
     capacity.minimum_why = [
         "1 RCU: the API key's client, strongly consistent (a revoked key stops at once)",
         f"{pending_kib} WCU: put the pending authorization ({item_size(pending)} B)",
@@ -128,4 +130,5 @@ def _minimum(stack: Stack, capacity: Capacity, connection_id: str) -> None:
         f"{pending_kib} WCU: record its outcome (a repeated callback replays it)",
         f"{connection_kib} WCU: the connection ({item_size(connection)} B)",
         f"{index_kib} WCU: its ByScheduleId index entry",
+        f"{keepalive_kib} WCU: its KeepAliveDue index entry (the contract's keep-alive finds it there, not by a Scan)",
     ]

@@ -16,7 +16,7 @@ from botocore.config import Config
 
 from bench.flow import INITIATE_EVENTS, access_token_event, callback_event, connect, script_token_answer, start_attempt
 from bench.stack import Stack
-from calendar_connect.dal import Connections
+from calendar_connect.dal import Connections, keepalive_shard
 from tests.support.lambda_runtime import EXAMPLE_CLIENT_ID, invoke, load_event
 
 PENDING, CONNECTIONS, API_CLIENTS = "PendingAuthorizationsTable", "ConnectionsTable", "ApiClientsTable"
@@ -139,6 +139,8 @@ class Floor:
                 ":listKey": {"S": f"{EXAMPLE_CLIENT_ID}#{created}#floor-connection"},
                 ":one": {"N": "1"},
                 ":zero": {"N": "0"},
+                ":keepAliveShard": {"S": keepalive_shard("floor-connection")},
+                ":keepAliveDueAt": {"N": str(int(now) + 544320)},
             },
             ReturnValues="ALL_NEW",
         )

@@ -129,6 +129,11 @@ class Gateway:
             return internal_error()
         return translate_answer(answer)
 
+    def invoke_alone(self, function: LoadedFunction, event: dict[str, Any]) -> Any:
+        """An invocation from outside HTTP (a schedule), one at a time with the HTTP ones."""
+        with self._invoke_lock:
+            return function.invoke(event)
+
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
         answer = self.handle(http_request_from(Request(environ)))
         response = Response(answer.body, answer.status)

@@ -28,6 +28,7 @@ from local.dynamodb import LOCAL_CREDENTIALS, DynamoDBLocal
 from local.examples import EXAMPLE_API_KEY, EXAMPLE_CLIENT_ID, EXAMPLE_PREFIX
 from local.gateway import INVOKE_LOCK, LOCAL_REGION, Gateway, LoadedFunction, load_function
 from local.sandbox_provider import SandboxClient, SandboxProvider
+from local.schedule import ScheduledJob
 from local.serving import ServerThread
 from local.template import (
     ROOT,
@@ -46,6 +47,16 @@ SANDBOX_CLIENT_ID = "calendar-connect-local"
 SANDBOX_SECRET_VARIABLE = "SANDBOX_CLIENT_SECRET"
 DEV_CLIENT_NAME = "Local dev client"
 EXAMPLE_CLIENT_NAME = "Event files (events/, make invoke)"
+KEEPALIVE_FUNCTION = "KeepAliveFunction"
+
+
+_KEEPALIVE_COUNTS = ("due", "refreshed", "reauth_required", "failed")
+
+
+def describe_keepalive_run(summaries: list[dict[str, Any]]) -> str:
+    """One line for a run: the counts of its invocations (one per schedule in template.yaml), added up."""
+    line = ", ".join(f"{sum(s[k] for s in summaries)} {k.replace('_', ' ')}" for k in _KEEPALIVE_COUNTS)
+    return line + (" (stopped early: the rest stays due)" if any(s.get("stopped_early") for s in summaries) else "")
 
 
 @dataclass(frozen=True)
@@ -60,6 +71,7 @@ class RunnerSettings:
     providers_file: str = ""
     public_base_url: str = ""  # empty: http://127.0.0.1:$PORT
     sandbox_access_token_seconds: int = 3600
+    keepalive_seconds: int = 60  # how often the keep-alive job runs; 0: never
     quiet: bool = False  # no access log (tests keep their output short)
     webhook_url: str = ""  # empty: the demo site's own receiver
     webhook_secret: str = ""  # empty: a new one
@@ -86,6 +98,7 @@ class RunnerSettings:
             providers_file=environ.get("PROVIDERS_FILE", "").strip(),
             public_base_url=environ.get("PUBLIC_BASE_URL", "").strip().rstrip("/"),
             sandbox_access_token_seconds=number("SANDBOX_ACCESS_TOKEN_SECONDS", 3600),
+            keepalive_seconds=number("LOCAL_KEEPALIVE_SECONDS", 60),
             quiet=environ.get("LOCAL_QUIET", "") in ("1", "true"),
             webhook_url=environ.get("LOCAL_WEBHOOK_URL", "").strip(),
             webhook_secret=environ.get("LOCAL_WEBHOOK_SECRET", "").strip(),
@@ -173,6 +186,7 @@ class LocalStack:
         self.webhooks: LocalWebhooks | None = None
         self.webhook_url = ""
         self._servers: list[ServerThread] = []
+        self.keepalive: ScheduledJob | None = None
         self._workdir: Path | None = None
         self._saved_environ: dict[str, str] | None = None
 
@@ -263,6 +277,17 @@ class LocalStack:
 
         sandbox_server.start()
         api_server.start()
+        keepalive_inputs = [s.input for s in schedules(template) if s.function == KEEPALIVE_FUNCTION]
+        if settings.keepalive_seconds and keepalive_inputs:
+            # As its EventBridge schedules would (each passes its Input, or else the scheduled event), one after
+            # the other and serialised with the API's invocations: one process, one copy of the layer.
+            keepalive = self.functions[KEEPALIVE_FUNCTION]
+            self.keepalive = ScheduledJob(
+                "keep-alive",
+                lambda event: [gateway.invoke_alone(keepalive, given or event) for given in keepalive_inputs],
+                settings.keepalive_seconds,
+                describe_keepalive_run,
+            ).start()
         self._start_webhooks(template, dev_client)
 
     def _start_webhooks(self, template: dict[str, Any], dev_client: Any) -> None:
@@ -290,7 +315,7 @@ class LocalStack:
         self.webhooks = LocalWebhooks(
             self.dynamodb.endpoint,
             stream_mappings(template),
-            schedules(template),
+            [s for s in schedules(template) if s.function != KEEPALIVE_FUNCTION],  # keep-alive runs on its own timer
             self._invoke,
             settings.webhook_retry_seconds,
             LOCAL_REGION,
@@ -356,6 +381,9 @@ class LocalStack:
         if self.webhooks is not None:
             self.webhooks.stop()
             self.webhooks = None
+        if self.keepalive is not None:
+            self.keepalive.stop()
+            self.keepalive = None
         for server in reversed(self._servers):
             server.stop()
         self._servers.clear()
@@ -396,6 +424,9 @@ def _banner(stack: LocalStack) -> str:
             f"  DynamoDB Local   {stack.dynamodb.endpoint}",
             f"  dev API key:     {stack.api_key}",
             f"  dev webhook:     {stack.webhook_url} (events from the tables' streams, signed)",
+            f"  keep-alive job:  every {stack.settings.keepalive_seconds} s (LOCAL_KEEPALIVE_SECONDS)"
+            if stack.keepalive
+            else "  keep-alive job:  off (LOCAL_KEEPALIVE_SECONDS=0)",
             "Press Ctrl-C to stop.",
             "",
         ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -78,6 +79,24 @@ def routes(template: dict[str, Any]) -> list[Route]:
     return found
 
 
+@dataclass(frozen=True)
+class Schedule:
+    function: str
+    expression: str  # rate(...) or cron(...)
+    input: dict[str, Any] | None  # the rule target's constant Input: sent instead of the scheduled event
+
+
+def schedules(template: dict[str, Any]) -> list[Schedule]:
+    found = []
+    for name, resource in _resources(template, "AWS::Serverless::Function").items():
+        for event in resource["Properties"].get("Events", {}).values():
+            if event.get("Type") == "Schedule":
+                props = event["Properties"]
+                constant = json.loads(props["Input"]) if props.get("Input") else None
+                found.append(Schedule(name, props["Schedule"], constant))
+    return found
+
+
 def tables(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """CreateTable requests from the template's own definitions (named by logical id)."""
     requests = {}
@@ -125,12 +144,6 @@ class StreamMapping:
     filters: tuple[dict[str, Any], ...]
 
 
-@dataclass(frozen=True)
-class Schedule:
-    function: str
-    expression: str  # rate(...) or cron(...)
-
-
 def stream_mappings(template: dict[str, Any]) -> list[StreamMapping]:
     import json
 
@@ -154,12 +167,3 @@ def stream_mappings(template: dict[str, Any]) -> list[StreamMapping]:
                 )
             )
     return found
-
-
-def schedules(template: dict[str, Any]) -> list[Schedule]:
-    return [
-        Schedule(name, event["Properties"]["Schedule"])
-        for name, resource in _resources(template, "AWS::Serverless::Function").items()
-        for event in resource["Properties"].get("Events", {}).values()
-        if event.get("Type") == "Schedule"
-    ]

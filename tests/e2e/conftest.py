@@ -97,6 +97,7 @@ def start_runner(log_dir: Path, port: int | None = None, **environment: str) -> 
         "BROWSER_BINDING",
         "SANDBOX_ACCESS_TOKEN_SECONDS",
         "LOCAL_QUIET",
+        "LOCAL_KEEPALIVE_SECONDS",
     ):
         if inherited not in environment:
             env.pop(inherited, None)

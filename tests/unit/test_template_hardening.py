@@ -90,3 +90,29 @@ def test_oauth_clients_are_not_template_parameters() -> None:
     # Client ids live with the provider's configuration (the client-secrets secret), so a provider is pure data.
     parameters = load_template()["Parameters"]
     assert not [name for name in parameters if "ClientId" in name]
+
+
+def test_the_keepalive_function_finds_connections_through_its_index_only() -> None:
+    # Least privilege: it may Query the keep-alive index, read and update single connections, and never Scan.
+    function = _resources("AWS::Serverless::Function")["KeepAliveFunction"]
+    statements = [
+        s for policy in function["Properties"]["Policies"] if "Statement" in policy for s in policy["Statement"]
+    ]
+    actions = {a: s["Resource"] for s in statements for a in s["Action"]}
+    assert "dynamodb:Scan" not in actions
+    assert actions["dynamodb:Query"] == {"Fn::Sub": "${ConnectionsTable.Arn}/index/KeepAliveDue"}
+    assert {a for a in actions if a.startswith("dynamodb:")} == {
+        "dynamodb:Query",
+        "dynamodb:GetItem",
+        "dynamodb:UpdateItem",
+    }
+    assert function["Properties"]["Timeout"] <= 900
+
+
+def test_the_keepalive_schedules_cover_every_shard_exactly_once() -> None:
+    # A shard no schedule names would never be refreshed; one named twice would be raced over every run.
+    from calendar_connect.dal import KEEPALIVE_SHARDS
+    from local.template import schedules
+
+    groups = [s.input["shards"] for s in schedules(load_template()) if s.function == "KeepAliveFunction" and s.input]
+    assert sorted(n for group in groups for n in group) == list(range(KEEPALIVE_SHARDS))

@@ -46,12 +46,13 @@ _TRANSIENT_CODES = frozenset(
 )
 
 
-def client_config(connect_timeout: float, read_timeout: float) -> Config:
+def client_config(connect_timeout: float, read_timeout: float, max_pool_connections: int = 10) -> Config:
     return Config(
         connect_timeout=connect_timeout,
         read_timeout=read_timeout,
         retries={"total_max_attempts": 1},  # retried by `call`, within the deadline
         tcp_keepalive=True,
+        max_pool_connections=max_pool_connections,
     )
 
 

@@ -451,6 +451,7 @@ def _connect(deployment: Deployment, pending: PendingAuthorization, params: dict
         updatedAt=stamp,
         tokens=deployment.cipher.encrypt(connection_id, tokens),
         accessTokenExpiresAt=tokens.expires_at,
+        keepAliveDueAt=provider.next_keepalive_at(now),
     )
     try:
         deployment.storage.connections.upsert_connected(record)

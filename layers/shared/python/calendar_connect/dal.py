@@ -5,7 +5,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from collections.abc import Callable, Iterator
+import zlib
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -85,7 +86,12 @@ def _condition_failed(error: ClientError) -> bool:
 
 
 def create_client(settings: Settings) -> Any:
-    config = aws_calls.client_config(settings.storage_connect_timeout, settings.storage_read_timeout)
+    config = aws_calls.client_config(
+        settings.storage_connect_timeout,
+        settings.storage_read_timeout,
+        # The keep-alive job's threads share this client: one pooled connection each (botocore's default is 10).
+        max_pool_connections=max(10, settings.keepalive_concurrency),
+    )
     return boto3.client("dynamodb", endpoint_url=settings.dynamodb_endpoint or None, config=config)
 
 
@@ -327,8 +333,18 @@ class PendingAuthorizations(_Table):
         )
 
 
+KEEPALIVE_SHARDS = 16  # index partitions of the keep-alive schedule: spread its writes, queried in turn
+
+
+def keepalive_shard(connection_id: str) -> str:
+    """A connection's fixed partition of the keep-alive index."""
+    return f"ka#{zlib.crc32(connection_id.encode()) % KEEPALIVE_SHARDS}"
+
+
 class Connections(_Table):
     index = "ByScheduleId"
+    # Sparse: only CONNECTED connections carry keepAliveShard/keepAliveDueAt, so only they are in it.
+    keepalive_index = "KeepAliveDue"
     UPSERT_CONNECTED = (
         "SET clientId = :clientId, providerId = :providerId, calendarType = :calendarType, "
         "scheduleId = :scheduleId, externalAccountId = :externalAccountId, "
@@ -337,7 +353,8 @@ class Connections(_Table):
         "tokens = :tokens, accessTokenExpiresAt = :expiresAt, "
         "listKey = if_not_exists(listKey, :listKey), version = if_not_exists(version, :zero) + :one, "
         # Counts connects: on the table's stream a reconnect is a MODIFY that raises it, a token refresh is not.
-        "connectCount = if_not_exists(connectCount, :zero) + :one "
+        "connectCount = if_not_exists(connectCount, :zero) + :one, "
+        "keepAliveShard = :keepAliveShard, keepAliveDueAt = :keepAliveDueAt "
         "REMOVE refreshLeaseUntil, revokedAtProvider"
     )
 
@@ -366,6 +383,9 @@ class Connections(_Table):
                 listKey=f"{record.clientId}#{record.createdAt}#{record.connectionId}",
                 one=1,
                 zero=0,
+                keepAliveShard=keepalive_shard(record.connectionId),
+                # Without a schedule from the caller: due at once, so the next keep-alive run sets one.
+                keepAliveDueAt=record.keepAliveDueAt or 0,
             ),
             names={"#s": "status"},
             return_new=True,
@@ -409,14 +429,30 @@ class Connections(_Table):
         )
 
     def store_refreshed_tokens(
-        self, connection_id: str, version: int, tokens: bytes, expires_at: int, updated_at: str
+        self,
+        connection_id: str,
+        version: int,
+        tokens: bytes,
+        expires_at: int,
+        updated_at: str,
+        keepalive_due_at: int,
     ) -> ConnectionRecord | None:
-        """Version-conditioned: a rotated refresh token is written once, by the lease holder."""
+        """Version-conditioned: a rotated refresh token is written once, by the lease holder. The refresh token
+        was just used, so the keep-alive schedule moves on (and a connection written before the schedule
+        existed joins it here)."""
         new = self._update(
             {"connectionId": connection_id},
             "SET tokens = :tokens, accessTokenExpiresAt = :expiresAt, updatedAt = :updatedAt, "
-            "version = version + :one REMOVE refreshLeaseUntil",
-            _values(tokens=tokens, expiresAt=expires_at, updatedAt=updated_at, version=version, one=1),
+            "version = version + :one, keepAliveShard = :shard, keepAliveDueAt = :due REMOVE refreshLeaseUntil",
+            _values(
+                tokens=tokens,
+                expiresAt=expires_at,
+                updatedAt=updated_at,
+                version=version,
+                one=1,
+                shard=keepalive_shard(connection_id),
+                due=keepalive_due_at,
+            ),
             "version = :version",
             return_new=True,
         )
@@ -441,13 +477,13 @@ class Connections(_Table):
     def _transition(
         self, connection_id: str, version: int, status: ConnectionStatus, updated_at: str, **extra: Any
     ) -> ConnectionRecord | None:
-        """Version-conditioned status change that erases the stored tokens."""
+        """Version-conditioned status change that erases the stored tokens and leaves the keep-alive index."""
         sets = ", ".join(f"{name} = :{name}" for name in extra)
         new = self._update(
             {"connectionId": connection_id},
             "SET #s = :status, updatedAt = :updatedAt, version = version + :one"
             + (f", {sets}" if sets else "")
-            + " REMOVE refreshLeaseUntil, tokens, accessTokenExpiresAt",
+            + " REMOVE refreshLeaseUntil, tokens, accessTokenExpiresAt, keepAliveShard, keepAliveDueAt",
             _values(status=status.value, updatedAt=updated_at, version=version, one=1, **extra),
             "version = :version",
             names={"#s": "status"},
@@ -455,9 +491,71 @@ class Connections(_Table):
         )
         return _connection(new) if new is not None else None
 
+    def due_for_keepalive(self, now: int, page_size: int, shards: Iterable[int] | None = None) -> Iterator[list[str]]:
+        """Ids of the connections whose keep-alive is due by `now`, most overdue first within each shard, a page of
+        one shard at a time in turn: a run stopped early has taken the most overdue of every shard.
+
+        Queries the sparse index, never the table: only due CONNECTED connections are read. Lazy: pages are
+        fetched as the caller asks for them."""
+        chosen = range(KEEPALIVE_SHARDS) if shards is None else shards
+        starts: dict[str, dict[str, Any] | None] = {f"ka#{n}": None for n in chosen}
+        while starts:
+            for shard, start in list(starts.items()):
+                request: dict[str, Any] = {
+                    "TableName": self.name,
+                    "IndexName": self.keepalive_index,
+                    "KeyConditionExpression": "keepAliveShard = :shard AND keepAliveDueAt <= :now",
+                    "ExpressionAttributeValues": _values(shard=shard, now=now),
+                    "Limit": page_size,
+                }
+                if start:
+                    request["ExclusiveStartKey"] = start
+                with _storage_errors():
+                    answer = self._client.query(**request)
+                if answer.get("LastEvaluatedKey"):
+                    starts[shard] = answer["LastEvaluatedKey"]
+                else:
+                    del starts[shard]
+                ids = [item["connectionId"]["S"] for item in answer.get("Items", [])]
+                if ids:
+                    yield ids
+
+    def connected_without_keepalive(self) -> Iterator[str]:
+        """Ids of CONNECTED connections written before the keep-alive schedule existed (a one-off Scan: the
+        backfill command's, never the keep-alive job's)."""
+        request: dict[str, Any] = {
+            "TableName": self.name,
+            "FilterExpression": "#s = :connected AND attribute_not_exists(keepAliveDueAt)",
+            "ExpressionAttributeNames": {"#s": "status"},
+            "ExpressionAttributeValues": _values(connected=ConnectionStatus.CONNECTED.value),
+            "ProjectionExpression": "connectionId",
+        }
+        while True:
+            with _storage_errors():
+                answer = self._client.scan(**request)
+            yield from (item["connectionId"]["S"] for item in answer.get("Items", []))
+            if not answer.get("LastEvaluatedKey"):
+                return
+            request["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
+
+    def schedule_keepalive(self, connection_id: str, due_at: int) -> bool:
+        """Put a CONNECTED connection without a schedule into the keep-alive index; False when it is no longer
+        CONNECTED or has one by now."""
+        return (
+            self._update(
+                {"connectionId": connection_id},
+                "SET keepAliveShard = :shard, keepAliveDueAt = :due",
+                _values(shard=keepalive_shard(connection_id), due=due_at, connected=ConnectionStatus.CONNECTED.value),
+                "#s = :connected AND attribute_not_exists(keepAliveDueAt)",
+                names={"#s": "status"},
+            )
+            is not None
+        )
+
 
 def _connection(values: dict[str, Any]) -> ConnectionRecord:
     values.pop("listKey", None)
+    values.pop("keepAliveShard", None)
     values["externalAccountEmail"] = values.get("externalAccountEmail") or None
     return ConnectionRecord(**values)
 

@@ -192,6 +192,7 @@ class ConnectionRecord(BaseModel):
     accessTokenExpiresAt: int | None = None
     refreshLeaseUntil: int | None = None
     revokedAtProvider: bool | None = None
+    keepAliveDueAt: int | None = None  # CONNECTED only: when the keep-alive job must next use the refresh token
 
     def public(self) -> Connection:
         return Connection.model_validate(self.model_dump(include=set(Connection.model_fields)))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -14,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from .errors import AuthorizationFailure
 
 BUILT_IN_FILE = Path(__file__).with_name("providers.yaml")
+_KEEPALIVE_MARGIN = 0.1  # of keepalive_seconds: kept for retries, and again for jitter
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
@@ -47,6 +49,8 @@ class Provider(BaseModel):
     token_endpoint_auth_method: Literal["client_secret_post", "client_secret_basic", "none"] = "client_secret_post"
     pkce: bool = True
     timeout_seconds: int = Field(default=600, ge=60, le=3600)
+    # The keep-alive job exercises the refresh token at least this often (Google and Microsoft expire unused ones).
+    keepalive_seconds: int = Field(default=604800, ge=1)
     client_id: str = ""  # usually from the secret or ${VAR}; Deployment.provider() gives the one in force
     client_secret: ClientSecretSource = ClientSecretSource()
     account_id_claims: list[str] = ["sub"]
@@ -86,6 +90,14 @@ class Provider(BaseModel):
             replacement = re.escape(str(value)) if value else r"[^/]+"
             pattern = pattern.replace(rf"\{{{name}\}}", replacement)
         return re.fullmatch(pattern, issuer) is not None
+
+    def next_keepalive_at(self, used_at: int) -> int:
+        """When a refresh token used at `used_at` must next be exercised: 80-90% of keepalive_seconds later.
+
+        The last 10% leaves room for the next runs to retry a transient failure before the provider's limit;
+        the random 10% before it spreads a cohort connected together over many runs."""
+        window = self.keepalive_seconds * _KEEPALIVE_MARGIN
+        return used_at + int(self.keepalive_seconds - 2 * window + secrets.randbelow(int(window) + 1))
 
     def granted_scopes(self, scope: str) -> list[str]:
         granted = []

@@ -40,6 +40,9 @@ class Settings(BaseModel):
     # Webhooks: undelivered events wait in this table; private receivers only where the deployment allows them.
     webhook_deliveries_table: str = Field(default="", alias="WEBHOOK_DELIVERIES_TABLE")
     allow_private_webhooks: bool = Field(default=False, alias="ALLOW_PRIVATE_WEBHOOKS")
+    # The keep-alive job: refreshes in flight at once, and the time it keeps for those when it stops taking work.
+    keepalive_concurrency: int = Field(default=32, ge=1, le=256, alias="KEEPALIVE_CONCURRENCY")
+    keepalive_stop_margin_seconds: int = Field(default=60, ge=0, alias="KEEPALIVE_STOP_MARGIN_SECONDS")
 
 
 @lru_cache(maxsize=1)
