@@ -35,7 +35,16 @@ from .oauth_client import (
     token_set_fields,
     with_discovered_endpoints,
 )
-from .observability import logger
+from .observability import (
+    AUTHORIZATION_FINISHED,
+    AUTHORIZATION_STARTED,
+    START_LINK_EXPIRED,
+    START_LINK_OPENED,
+    count,
+    follow_attempt,
+    follow_connection,
+    logger,
+)
 from .providers import Provider
 from .return_urls import ReturnUrlError, is_allowed, validate_return_url, with_outcome
 
@@ -119,8 +128,10 @@ def start_authorization(
     redirect_uri = base_url.rstrip("/") + CALLBACK_PATH
     expires_at = now + provider.timeout_seconds
     binding = deployment.settings.browser_binding
+    state_hash = hash_secret(state)
+    follow_attempt(state_hash)
     pending = PendingAuthorization(
-        stateHash=hash_secret(state),
+        stateHash=state_hash,
         providerId=provider.id,
         clientId=client.clientId,
         scheduleId=schedule_id,
@@ -141,7 +152,10 @@ def start_authorization(
         url = _with_query(base_url.rstrip("/") + START_PATH, {"attempt": state})
     else:
         url = authorization_url(provider, pending, state)
-    logger.info("authorization started", extra={"providerId": provider.id, "clientId": client.clientId})
+    logger.info(
+        "authorization started", extra={"providerId": provider.id, "clientId": client.clientId, "dialect": dialect}
+    )
+    count(AUTHORIZATION_STARTED, known_providers=deployment.providers, provider=provider.id, dialect=dialect)
     return StartedAuthorization(url=url, timeout_seconds=provider.timeout_seconds, expires_at=expires_at)
 
 
@@ -238,6 +252,7 @@ def _live_attempt(deployment: Deployment, state_hash: str, now: int) -> PendingA
     if pending is None:
         return _UNKNOWN
     if now >= pending.expiresAt:
+        count(START_LINK_EXPIRED, known_providers=deployment.providers, provider=pending.providerId)
         return Redirect(outcome_url(pending, _failure("internal", "expired")))
     return pending
 
@@ -250,6 +265,7 @@ def open_attempt(
     if not attempt:
         return _UNKNOWN
     state_hash = hash_secret(attempt)
+    follow_attempt(state_hash)
     pending = _live_attempt(deployment, state_hash, now)
     if not isinstance(pending, PendingAuthorization):
         return pending
@@ -282,6 +298,7 @@ def open_attempt(
         f"{name}={token}; Max-Age={max(pending.expiresAt - now, 1)}; Path={CALLBACK_PATH}; "
         "HttpOnly; SameSite=Lax" + ("; Secure" if secure_cookie else "")
     )
+    count(START_LINK_OPENED, known_providers=deployment.providers, provider=pending.providerId)
     return _to_provider(deployment, pending, attempt, [cookie])
 
 
@@ -307,6 +324,7 @@ def finish_authorization(
     if not state:
         return _UNKNOWN
     state_hash = hash_secret(state)
+    follow_attempt(state_hash)
     store = deployment.storage.pending
     # No read first: the one conditional UpdateItem answers the attempt, claimed or not (as _live_attempt would).
     try:
@@ -317,7 +335,9 @@ def finish_authorization(
     if pending is None:
         return _UNKNOWN
     if now >= pending.expiresAt:  # before anything else; DynamoDB's TTL deletes only within about two days
-        return Redirect(outcome_url(pending, _failure("internal", "expired")))
+        outcome = _failure("internal", "expired")
+        _finished(deployment, pending, outcome, now)
+        return Redirect(outcome_url(pending, outcome))
     if not claim.claimed:  # already used (CONSUMED or DONE): the first callback's outcome
         return Redirect(outcome_url(pending, _replayed_outcome(deployment, pending, now)))
 
@@ -333,15 +353,37 @@ def finish_authorization(
             outcome = {"connectionId": _connect(deployment, pending, params, now)}
         except AuthorizationFailure as failure:
             outcome = _failure(failure.error, failure.reason)
-    logger.info(
-        "authorization finished",
-        extra={"providerId": pending.providerId, "outcome": outcome.get("reason", "connected")},
-    )
+    _finished(deployment, pending, outcome, now)
     try:
         store.record_outcome(state_hash, outcome)
     except StorageUnavailable:
         logger.warning("outcome not recorded; a repeated callback will not replay it")
     return Redirect(outcome_url(pending, outcome))
+
+
+def _finished(deployment: Deployment, pending: PendingAuthorization, outcome: dict[str, str], now: int) -> None:
+    """An attempt's end, once per outcome: its log line (`make run` prints a summary of it) and its count."""
+    if "connectionId" in outcome:
+        follow_connection(outcome["connectionId"])
+    ended, reason = outcome.get("error", "connected"), outcome.get("reason", "none")
+    logger.info(
+        "authorization finished",
+        extra={
+            "providerId": pending.providerId,
+            "dialect": pending.dialect,
+            "outcome": ended,
+            "reason": reason,
+            "attemptSeconds": now - pending.createdAt,
+        },
+    )
+    count(
+        AUTHORIZATION_FINISHED,
+        known_providers=deployment.providers,
+        provider=pending.providerId,
+        dialect=pending.dialect,
+        outcome=ended,
+        reason=reason,
+    )
 
 
 def _replayed_outcome(deployment: Deployment, pending: PendingAuthorization, now: int) -> dict[str, str]:

@@ -29,7 +29,14 @@ from .oauth_client import (
     token_set_fields,
     with_discovered_endpoints,
 )
-from .observability import logger
+from .observability import (
+    ACCESS_TOKEN_REFRESHED,
+    ACCESS_TOKEN_SERVED,
+    REAUTH_REQUIRED,
+    count,
+    follow_connection,
+    logger,
+)
 from .providers import Provider
 from .token_cipher import DecryptionError
 
@@ -150,15 +157,16 @@ def access_token(deployment: Deployment, client: ApiClient, connection_id: str) 
     while True:
         now = int(time.time())
         record = get_owned(deployment, client, connection_id)
+        follow_connection(record.connectionId)
         _refuse_unusable(record)
         tokens = _tokens(deployment, record)
         if tokens is None:
             raise Internal("The connection has no tokens")
         if tokens.expires_at - now > REFRESH_MARGIN_SECONDS:
-            return _answer(tokens)
+            return _served(deployment, record, tokens)
         if waited_on is not None and record.version > waited_on and tokens.expires_at > now:
             # Refreshed by the call we waited for: a provider granting under 5 minutes must not get one refresh each.
-            return _answer(tokens)
+            return _served(deployment, record, tokens)
         lease_free = record.refreshLeaseUntil is None or record.refreshLeaseUntil < now
         if lease_free and connections.acquire_refresh_lease(connection_id, record.version, now, now + _LEASE_SECONDS):
             answer = _refresh(deployment, record, tokens, now)
@@ -187,7 +195,8 @@ def _reauth_required() -> FailedPrecondition:
     )
 
 
-def _answer(tokens: TokenSet) -> AccessTokenResponse:
+def _served(deployment: Deployment, record: ConnectionRecord, tokens: TokenSet) -> AccessTokenResponse:
+    count(ACCESS_TOKEN_SERVED, known_providers=deployment.providers, provider=record.providerId)
     return AccessTokenResponse(accessToken=tokens.access_token, expiresAt=iso(tokens.expires_at))
 
 
@@ -210,6 +219,7 @@ def _refresh(
             if connections.mark_reauth_required(record.connectionId, record.version, iso(now)) is None:
                 return None
             logger.info("refresh token no longer honoured", extra={"connectionId": record.connectionId})
+            count(REAUTH_REQUIRED, known_providers=deployment.providers, provider=record.providerId)
             raise _reauth_required() from None
         _release_lease(deployment, record)
         logger.warning("refresh failed", extra={"cause": error.reason, "oauthError": error.oauth_error})
@@ -233,7 +243,8 @@ def _refresh(
     if stored is None:
         logger.warning("connection changed during refresh", extra={"connectionId": record.connectionId})
         return None
-    return _answer(fresh)
+    count(ACCESS_TOKEN_REFRESHED, known_providers=deployment.providers, provider=record.providerId)
+    return _served(deployment, record, fresh)
 
 
 def _release_lease(deployment: Deployment, record: ConnectionRecord) -> None:
