@@ -7,7 +7,6 @@ own consistency: every alarm pages, every name the dashboard uses exists, every 
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 import pytest
