@@ -252,6 +252,7 @@ def _live_attempt(deployment: Deployment, state_hash: str, now: int) -> PendingA
     if pending is None:
         return _UNKNOWN
     if now >= pending.expiresAt:
+        logger.info("start link expired", extra={"providerId": pending.providerId})
         count(START_LINK_EXPIRED, known_providers=deployment.providers, provider=pending.providerId)
         return Redirect(outcome_url(pending, _failure("internal", "expired")))
     return pending
@@ -298,6 +299,7 @@ def open_attempt(
         f"{name}={token}; Max-Age={max(pending.expiresAt - now, 1)}; Path={CALLBACK_PATH}; "
         "HttpOnly; SameSite=Lax" + ("; Secure" if secure_cookie else "")
     )
+    logger.info("start link opened", extra={"providerId": pending.providerId})
     count(START_LINK_OPENED, known_providers=deployment.providers, provider=pending.providerId)
     return _to_provider(deployment, pending, attempt, [cookie])
 
