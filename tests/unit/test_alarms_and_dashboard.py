@@ -7,6 +7,7 @@ own consistency: every alarm pages, every name the dashboard uses exists, every 
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
@@ -170,6 +171,19 @@ def test_the_saved_queries_follow_an_attempt_count_failures_and_find_slow_reques
     assert "sort responseLatencyMs desc" in queries["Slowest requests"]["QueryString"]
     (api,) = resources(TEMPLATE, "AWS::Serverless::HttpApi").values()
     assert '"responseLatencyMs":"$context.responseLatency"' in api["Properties"]["AccessLogSettings"]["Format"]
+
+
+def test_the_runbook_has_a_section_for_every_alarm_in_the_template_and_the_pending_file():
+    runbook = (ROOT / "docs" / "operations.md").read_text()
+    pending = _pending()["Resources"]
+    sections = re.split(r"^(?=### )", runbook, flags=re.MULTILINE)
+    for name in [*ALARMS, *(n for n, r in pending.items() if r["Type"] == "AWS::CloudWatch::Alarm")]:
+        found = [section for section in sections if re.match(rf"### .*`{name}`", section)]
+        assert found, f"docs/operations.md: no section for {name}"
+        for part in ("**Means:**", "**First query:**", "**Usual causes:**", "**Fix:**"):
+            assert part in found[0], f"docs/operations.md: {name}'s section has no {part}"
+    for topic in ("put-secret-value", "rotation", "docs/webhooks.md", "scripts.clients", "revoke"):
+        assert topic in runbook
 
 
 def _pending() -> dict[str, Any]:
