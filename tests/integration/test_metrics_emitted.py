@@ -8,6 +8,7 @@ one of these flows, with the dimension set the alarm or widget reads.
 from __future__ import annotations
 
 import json
+import secrets
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
@@ -123,7 +124,7 @@ def open_and_expire_start_links(storage: Any, monkeypatch: pytest.MonkeyPatch) -
     event = load_event("initiate-wix.json")
     attempt = _query(json.loads(invoke("InitiateFunction", event)["body"])["oauthUrl"])["attempt"]
     assert _hop(attempt)["statusCode"] == 302
-    late = "late-attempt-" + "z" * 32
+    late = "late-attempt-" + secrets.token_urlsafe(24)  # one per call: the table lives for the session
     seed(storage, late, binding=True, expires_in=-1)
     assert _query(_hop(late)["headers"]["Location"])["reason"] == "expired"
 
@@ -192,7 +193,7 @@ def test_a_replayed_callback_is_not_a_second_finish(emitted, provider_server):
 
 
 def test_an_expired_callback_is_a_finish_with_reason_expired(emitted, storage):
-    state = "expired-state-" + "q" * 32
+    state = "expired-state-" + secrets.token_urlsafe(24)
     seed(storage, state, expires_in=-1, dialect=Dialect.TEAMUP)
     assert failed(callback({"state": state, "code": "c"}), Dialect.TEAMUP) == ("internal", "expired")
     assert Emitted.counts(emitted.read(), "AuthorizationFinished") == [
