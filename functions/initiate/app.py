@@ -173,7 +173,6 @@ def connect_by_oauth(request: Annotated[ConnectByOAuthRequest, Body()]) -> Conne
         return_url_field="redirectUrl",
         provider_field="providerId",
     )
-    metrics.add_metric(name="AuthorizationStarted", unit="Count", value=1)
     return ConnectByOAuthResponse(
         oauthUrl=started.url, timeoutSeconds=started.timeout_seconds, expiresAt=iso(started.expires_at)
     )
@@ -244,7 +243,6 @@ def teamup_initiate(response_format: Annotated[str, Query(alias="format", patter
         return_url_field="redirect_uri",
         provider_field="calendar_source",
     )
-    metrics.add_metric(name="AuthorizationStarted", unit="Count", value=1)
     answer = TeamUpInitiateResponse(uri=started.url, timeout_seconds=started.timeout_seconds)
     if response_format == "xml":
         from xml.sax.saxutils import escape  # imports urllib.request (~14 ms): only XML answers pay for it
@@ -334,7 +332,7 @@ def _raw_body(event: dict[str, Any]) -> bytes:
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, clear_state=True)
 # Not the response: it carries attempt URLs, binding cookies and access tokens, which must not reach X-Ray.
 @tracer.capture_lambda_handler(capture_response=False)
-@metrics.log_metrics
+@metrics.log_metrics(capture_cold_start_metric=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     with deadline.invocation(context):  # every DynamoDB and provider call ends before the deadline
         return _handle(event, context)

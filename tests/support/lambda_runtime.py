@@ -18,6 +18,7 @@ from local.template import ROOT, functions, load_template
 EVENTS = ROOT / "events"
 __all__ = ["EXAMPLE_API_KEY", "EXAMPLE_CLIENT_ID", "EXAMPLE_PREFIX"]  # the event files' client (local/examples.py)
 _modules: dict[str, ModuleType] = {}
+_GLOBAL_VARIABLES = load_template()["Globals"]["Function"]["Environment"]["Variables"]
 # The context a handler is invoked with: the memory the tests have always claimed, template.yaml's Timeout.
 MEMORY_MB = 512
 TIMEOUT_SECONDS = 20
@@ -91,6 +92,8 @@ def run_in_fresh_interpreter(function_dir: str, script: str, *args: str, env: di
             "AWS_REGION": "us-east-1",
             "AWS_DEFAULT_REGION": "us-east-1",
             "POWERTOOLS_METRICS_DISABLED": "true",
+            # As template.yaml sets them: Powertools' cold-start count is printed even with metrics disabled.
+            **{name: _GLOBAL_VARIABLES[name] for name in ("POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE")},
             "PENDING_TABLE": "pending",
             "CONNECTIONS_TABLE": "connections",
             "API_CLIENTS_TABLE": "api-clients",

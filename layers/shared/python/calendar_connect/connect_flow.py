@@ -35,7 +35,16 @@ from .oauth_client import (
     token_set_fields,
     with_discovered_endpoints,
 )
-from .observability import logger
+from .observability import (
+    AUTHORIZATION_FINISHED,
+    AUTHORIZATION_STARTED,
+    START_LINK_EXPIRED,
+    START_LINK_OPENED,
+    count,
+    follow_attempt,
+    follow_connection,
+    logger,
+)
 from .providers import Provider
 from .return_urls import ReturnUrlError, is_allowed, validate_return_url, with_outcome
 
@@ -123,8 +132,10 @@ def start_authorization(
     redirect_uri = base_url.rstrip("/") + CALLBACK_PATH
     expires_at = now + provider.timeout_seconds
     binding = deployment.settings.browser_binding
+    state_hash = hash_secret(state)
+    follow_attempt(state_hash)
     pending = PendingAuthorization(
-        stateHash=hash_secret(state),
+        stateHash=state_hash,
         providerId=provider.id,
         clientId=client.clientId,
         scheduleId=schedule_id,
@@ -145,7 +156,10 @@ def start_authorization(
         url = _with_query(base_url.rstrip("/") + START_PATH, {"attempt": state})
     else:
         url = authorization_url(provider, pending, state)
-    logger.info("authorization started", extra={"providerId": provider.id, "clientId": client.clientId})
+    logger.info(
+        "authorization started", extra={"providerId": provider.id, "clientId": client.clientId, "dialect": dialect}
+    )
+    count(AUTHORIZATION_STARTED, known_providers=deployment.providers, provider=provider.id, dialect=dialect)
     return StartedAuthorization(url=url, timeout_seconds=provider.timeout_seconds, expires_at=expires_at)
 
 
@@ -249,6 +263,8 @@ def _live_attempt(deployment: Deployment, state_hash: str, now: int) -> PendingA
     if pending is None:
         return _UNKNOWN
     if now >= pending.expiresAt:
+        logger.info("start link expired", extra={"providerId": pending.providerId})
+        count(START_LINK_EXPIRED, known_providers=deployment.providers, provider=pending.providerId)
         return Redirect(outcome_url(pending, _failure("internal", "expired")))
     return pending
 
@@ -286,6 +302,7 @@ def open_attempt(
     if not attempt:
         return _UNKNOWN
     state_hash = hash_secret(attempt)
+    follow_attempt(state_hash)
     pending = _live_attempt(deployment, state_hash, now)
     if not isinstance(pending, PendingAuthorization):
         return pending
@@ -305,6 +322,8 @@ def open_attempt(
         return _STORAGE_DOWN
     if not bound:  # another browser bound it since the read, or it was used without the hop
         return _ANOTHER_BROWSER
+    logger.info("start link opened", extra={"providerId": pending.providerId})
+    count(START_LINK_OPENED, known_providers=deployment.providers, provider=pending.providerId)
     return _to_provider(deployment, pending, attempt, [_binding_cookie(name, token, pending, now, secure_cookie)])
 
 
@@ -330,6 +349,7 @@ def finish_authorization(
     if not state:
         return _UNKNOWN
     state_hash = hash_secret(state)
+    follow_attempt(state_hash)
     store = deployment.storage.pending
     presented = cookies.get(binding_cookie_name(state_hash))
     # No read first: the one conditional UpdateItem answers the attempt, claimed or not (as _live_attempt would);
@@ -342,7 +362,9 @@ def finish_authorization(
     if pending is None:
         return _UNKNOWN
     if now >= pending.expiresAt:  # before anything else; DynamoDB's TTL deletes only within about two days
-        return Redirect(outcome_url(pending, _failure("internal", "expired")))
+        outcome = _failure("internal", "expired")
+        _finished(deployment, pending, outcome, now)
+        return Redirect(outcome_url(pending, outcome))
     if not _is_bound_browser(pending, presented):
         return _ANOTHER_BROWSER  # the code is not redeemed; the bound browser can still finish
     if not claim.claimed:  # already used (CONSUMED or DONE): the first callback's outcome, to the bound browser
@@ -353,10 +375,7 @@ def finish_authorization(
         outcome = {"connectionId": _connect(deployment, pending, params, now)}
     except AuthorizationFailure as failure:
         outcome = _failure(failure.error, failure.reason)
-    logger.info(
-        "authorization finished",
-        extra={"providerId": pending.providerId, "outcome": outcome.get("reason", "connected")},
-    )
+    _finished(deployment, pending, outcome, now)
     try:
         store.record_outcome(state_hash, outcome)
     except StorageUnavailable:
@@ -372,6 +391,31 @@ def _require_active_client(deployment: Deployment, client_id: str) -> None:
         raise AuthorizationFailure("internal", "storage_unavailable") from None
     if not active:
         raise AuthorizationFailure("internal", "client_revoked")
+
+
+def _finished(deployment: Deployment, pending: PendingAuthorization, outcome: dict[str, str], now: int) -> None:
+    """An attempt's end, once per outcome: its log line (`make run` prints a summary of it) and its count."""
+    if "connectionId" in outcome:
+        follow_connection(outcome["connectionId"])
+    ended, reason = outcome.get("error", "connected"), outcome.get("reason", "none")
+    logger.info(
+        "authorization finished",
+        extra={
+            "providerId": pending.providerId,
+            "dialect": pending.dialect,
+            "outcome": ended,
+            "reason": reason,
+            "attemptSeconds": now - pending.createdAt,
+        },
+    )
+    count(
+        AUTHORIZATION_FINISHED,
+        known_providers=deployment.providers,
+        provider=pending.providerId,
+        dialect=pending.dialect,
+        outcome=ended,
+        reason=reason,
+    )
 
 
 def _replayed_outcome(deployment: Deployment, pending: PendingAuthorization, now: int) -> dict[str, str]:

@@ -30,7 +30,14 @@ from .oauth_client import (
     token_set_fields,
     with_discovered_endpoints,
 )
-from .observability import logger
+from .observability import (
+    ACCESS_TOKEN_REFRESHED,
+    ACCESS_TOKEN_SERVED,
+    count,
+    follow_connection,
+    logger,
+)
+from .observability import REAUTH_REQUIRED as REAUTH_REQUIRED_METRIC
 from .providers import Provider
 from .token_cipher import DecryptionError
 
@@ -152,18 +159,20 @@ def access_token(deployment: Deployment, client: ApiClient, connection_id: str) 
     while True:
         now = int(time.time())
         record = get_owned(deployment, client, connection_id)
+        follow_connection(record.connectionId)
         _refuse_unusable(record)
         tokens = stored_tokens(deployment, record)
         if tokens is None:
             raise Internal("The connection has no tokens")
         if tokens.expires_at - now > REFRESH_MARGIN_SECONDS:
-            return _answer(tokens)
+            return _served(deployment, record, tokens)
         if waited_on is not None and record.version > waited_on and tokens.expires_at > now:
             # Refreshed by the call we waited for: a provider granting under 5 minutes must not get one refresh each.
-            return _answer(tokens)
+            return _served(deployment, record, tokens)
         outcome = refresh_connection(deployment, record, tokens, now)
         if isinstance(outcome, TokenSet):
-            return _answer(outcome)
+            count(ACCESS_TOKEN_REFRESHED, known_providers=deployment.providers, provider=record.providerId)
+            return _served(deployment, record, outcome)
         if outcome is Contended.LEASE_HELD:
             waited_on = record.version if waited_on is None else waited_on
         # Contended.CHANGED (reconnected, disconnected during the refresh): its new state answers.
@@ -186,7 +195,8 @@ def _reauth_required() -> FailedPrecondition:
     )
 
 
-def _answer(tokens: TokenSet) -> AccessTokenResponse:
+def _served(deployment: Deployment, record: ConnectionRecord, tokens: TokenSet) -> AccessTokenResponse:
+    count(ACCESS_TOKEN_SERVED, known_providers=deployment.providers, provider=record.providerId)
     return AccessTokenResponse(accessToken=tokens.access_token, expiresAt=iso(tokens.expires_at))
 
 
@@ -225,6 +235,7 @@ def refresh_connection(
             if connections.mark_reauth_required(record.connectionId, record.version, iso(now)) is None:
                 return Contended.CHANGED
             logger.info("refresh token no longer honoured", extra={"connectionId": record.connectionId})
+            count(REAUTH_REQUIRED_METRIC, known_providers=deployment.providers, provider=record.providerId)
             raise _reauth_required() from None
         _release_lease(deployment, record)
         logger.warning("refresh failed", extra={"cause": error.reason, "oauthError": error.oauth_error})

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import json
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -139,7 +140,11 @@ def attempt(deployment: Deployment, delivery: WebhookDelivery, now: int) -> bool
 
 
 def _about(delivery: WebhookDelivery) -> dict[str, Any]:
-    return {"webhookId": delivery.deliveryId, "eventType": delivery.eventType, "clientId": delivery.clientId}
+    """What a delivery's log lines carry: its ids, and the attempt's or connection's id so that the "Follow one
+    attempt" query finds them beside the flow's own lines (never the body: it is the client's data)."""
+    data = json.loads(delivery.body).get("data") or {}
+    follow = {key: data[key] for key in ("attemptId", "connectionId") if isinstance(data.get(key), str)}
+    return {"webhookId": delivery.deliveryId, "eventType": delivery.eventType, "clientId": delivery.clientId, **follow}
 
 
 def _in_parallel(work: Callable[[WebhookDelivery], Any], deliveries: Iterable[WebhookDelivery]) -> list[Any]:

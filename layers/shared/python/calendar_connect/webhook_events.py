@@ -13,6 +13,7 @@ from typing import Any
 
 from .dal import connection_from_image, pending_from_image, stream_image
 from .models import AuthorizationFailedData, ConnectionStatus, WebhookEvent, WebhookEventType, iso
+from .observability import attempt_id
 from .settings import Settings
 
 # How DynamoDB's TTL signs its deletions on the stream: a REMOVE by the service itself.
@@ -37,11 +38,6 @@ def table_of(record: dict[str, Any]) -> str:
 def webhook_id(record: dict[str, Any]) -> str:
     digest = hashlib.sha256(f"{table_of(record)}\x1f{record['eventID']}".encode()).hexdigest()
     return f"msg_{digest[:32]}"
-
-
-def attempt_id(state_hash: str) -> str:
-    """Names an attempt in events. A one-way function of the state's hash: it cannot finish or open the attempt."""
-    return "att_" + hashlib.sha256(f"attempt\x1f{state_hash}".encode()).hexdigest()[:32]
 
 
 def event_from_record(settings: Settings, record: dict[str, Any]) -> OutgoingEvent | None:
