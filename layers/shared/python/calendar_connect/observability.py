@@ -2,6 +2,7 @@
 
 import hashlib
 import logging
+import os
 import warnings
 from collections.abc import Collection
 
@@ -14,7 +15,9 @@ logger = Logger()
 # among them, ~15 ms of a cold start). botocore now; httpx when the first provider call creates its client.
 tracer = Tracer(auto_patch=False)
 tracer.patch(["botocore"])
-metrics = Metrics()
+# The template sets the namespace; the default keeps a function that runs without it (env.json alone, a script)
+# from failing on Powertools' cold-start count, which it publishes even with metrics disabled.
+metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or "CalendarConnect")
 # Counts with their own dimensions are flushed one by one (count below), so many invocations leave the shared
 # set empty; Powertools would warn about that on every one of them.
 warnings.filterwarnings("ignore", message="No application metrics to publish")
