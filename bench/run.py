@@ -225,8 +225,9 @@ def main(argv: list[str] | None = None) -> int:
         anatomy = measure_cold(stack, args.runs, site, anatomy=True)
         warm = measure_warm(stack, args.iterations)
         capacity = measure_capacity(stack)
-        webhooks = measure_webhooks(stack, 20 if args.quick else 300)
+        # Keep-alive first: the webhook figure's connections would otherwise be due in its run too.
         keepalive = measure_keepalive(stack, args.keepalive)
+        webhooks = measure_webhooks(stack, 20 if args.quick else 300)
     modules = sorted(
         set(cold["InitiateFunction"].runs[0]["modules"]) | set(cold["CallbackFunction"].runs[0]["modules"])
     )
