@@ -113,6 +113,10 @@ def start_runner(log_dir: Path, port: int | None = None, **environment: str) -> 
     def ready() -> bool:
         if process.poll() is not None:
             raise RuntimeError(f"the runner exited with {process.returncode}:\n{runner.output()}")
+        # The API answers before the runner has finished starting (the demo registers its webhook through it):
+        # ready is the banner, printed once everything runs.
+        if "Press Ctrl-C to stop." not in runner.output():
+            return False
         try:
             with runner.api() as api:
                 return api.get("/v2/external-calendars/providers").status_code == 200

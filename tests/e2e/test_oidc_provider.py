@@ -312,3 +312,17 @@ def test_keepalive_refreshes_a_connection_and_marks_a_revoked_grant_reauth_requi
     assert answer.json()["details"]["applicationError"]["code"] == "REAUTH_REQUIRED"
     # And the runner printed its runs, one line each, this one's outcome among them
     assert re.search(r"^keep-alive: \d+ due, \d+ refreshed, 1 reauth required, 0 failed", stack.runner.output(), re.M)
+    # And the website heard of it without asking: the demo site's receiver verified (Standard Webhooks library)
+    # a signed connection.reauth_required delivery, sent through the stream and the delivery function
+    wait_until(
+        lambda: (
+            re.search(
+                r"^demo webhook receiver: connection\.reauth_required msg_\w+ \(signature verified\)$",
+                stack.runner.output(),
+                re.M,
+            )
+            is not None
+        ),
+        60,
+        "the signed connection.reauth_required webhook",
+    )
