@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -46,3 +47,38 @@ def reset() -> None:
     global _current
     _current = None
     get_settings.cache_clear()
+
+
+def prime() -> None:
+    """Before a SnapStart snapshot: set up, as a first request would, what every restored copy may share, opening no
+    connection and generating nothing unique: settings, the provider configuration, the DynamoDB client (its service
+    model), the token cipher without a data key, the provider HTTP client (its TLS context), every model's
+    validators, and the modules a request imports on first use."""
+    from pydantic import BaseModel
+
+    from . import models, oauth_client, token_cipher
+
+    here = current()
+    for shared in ("providers", "storage", "cipher"):
+        getattr(here, shared)
+    token_cipher.aesgcm()
+    oauth_client.http_client()
+    for model in vars(models).values():
+        if isinstance(model, type) and issubclass(model, BaseModel) and model.__module__ == models.__name__:
+            model.model_rebuild()
+
+
+def after_restore() -> None:
+    """After a SnapStart restore: re-create what no two copies of one snapshot may share."""
+    from . import oauth_client
+
+    # The random module's state (botocore's retry jitter, X-Ray ids) would repeat in every copy.
+    random.seed()
+    here = _current
+    if here is not None:
+        made = vars(here)  # only what init made: a cached_property not yet read is not there
+        if "storage" in made:
+            here.storage.client.close()  # its pooled connections; the client and its model stay
+        if "cipher" in made:
+            here.cipher.renew_data_key()
+    oauth_client.drop_connections()

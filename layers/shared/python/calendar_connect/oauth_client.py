@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import ssl
 import threading
 import time
 from typing import TYPE_CHECKING, Any
@@ -34,6 +35,7 @@ class ProviderConfigurationError(Exception):
 
 
 _http: httpx.Client | None = None
+_tls: ssl.SSLContext | None = None
 _http_lock = threading.Lock()
 _discovered: dict[str, dict[str, Any]] = {}
 _secrets: dict[str, str] = {}
@@ -44,18 +46,32 @@ def http_client() -> httpx.Client:
     global _http
     import httpx
 
+    global _tls
     with _http_lock:
         if _http is None:
             from .observability import tracer
 
             tracer.patch(["httpx"])  # X-Ray subsegments for provider calls (a no-op when tracing is disabled)
             settings = get_settings()
+            # Built once (loading the CA bundle is most of a client's cost) and kept by a new client after a
+            # SnapStart restore: it holds certificates only, no session and no random state.
+            _tls = _tls or httpx.create_ssl_context()
             _http = httpx.Client(
+                verify=_tls,
                 timeout=httpx.Timeout(settings.http_read_timeout, connect=settings.http_connect_timeout),
                 follow_redirects=False,
                 headers={"Accept": "application/json", "User-Agent": "calendar-connect/1"},
             )
         return _http
+
+
+def drop_connections() -> None:
+    """Close the pooled client's connections; the next call makes a new client (TLS context kept)."""
+    global _http
+    with _http_lock:
+        if _http is not None:
+            _http.close()
+        _http = None
 
 
 def reset_caches() -> None:

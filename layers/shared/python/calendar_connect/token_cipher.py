@@ -33,6 +33,9 @@ class KeySource(Protocol):
     def unwrap(self, wrapped: bytes) -> bytes:
         """The plaintext key of a wrapped key."""
 
+    def renew(self) -> None:
+        """Forget the data key to encrypt with and drop connections: a SnapStart copy must make its own."""
+
 
 class LocalKeySource:
     """The embedded default: one AES-256 key from configuration, 'wrapped' as a fixed marker."""
@@ -52,6 +55,9 @@ class LocalKeySource:
         if wrapped != self._MARKER:
             raise DecryptionError("blob was not written with the local key")
         return self._key
+
+    def renew(self) -> None:
+        """The configured key is the deployment's, shared by design."""
 
 
 class KmsKeySource:
@@ -91,8 +97,15 @@ class KmsKeySource:
             self._unwrapped[wrapped] = answer["Plaintext"]
         return self._unwrapped[wrapped]
 
+    def renew(self) -> None:
+        # Every container restored from one snapshot would otherwise encrypt with the same data key (and random
+        # GCM nonces under one key are safe only up to a bounded number of messages).
+        self._current = None
+        if self._client is not None:
+            self._client.close()
 
-def _aesgcm() -> type[AESGCM]:
+
+def aesgcm() -> type[AESGCM]:
     """cryptography on first use (list/get never decrypt), outside any `except`: a broken install must fail
     loudly, not read as a token that does not decrypt."""
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM as cipher
@@ -107,18 +120,21 @@ class TokenCipher:
     def encrypt(self, connection_id: str, tokens: TokenSet) -> bytes:
         key, wrapped = self._keys.data_key()
         nonce = os.urandom(12)
-        sealed = _aesgcm()(key).encrypt(nonce, tokens.model_dump_json().encode(), connection_id.encode())
+        sealed = aesgcm()(key).encrypt(nonce, tokens.model_dump_json().encode(), connection_id.encode())
         return _VERSION + struct.pack(">H", len(wrapped)) + wrapped + nonce + sealed
 
+    def renew_data_key(self) -> None:
+        self._keys.renew()
+
     def decrypt(self, connection_id: str, blob: bytes) -> TokenSet:
-        aesgcm = _aesgcm()
+        cipher = aesgcm()
         try:
             if blob[:1] != _VERSION:
                 raise DecryptionError("unknown token blob version")
             (length,) = struct.unpack(">H", blob[1:3])
             wrapped = blob[3 : 3 + length]
             nonce, sealed = blob[3 + length : 15 + length], blob[15 + length :]
-            plain = aesgcm(self._keys.unwrap(wrapped)).decrypt(nonce, sealed, connection_id.encode())
+            plain = cipher(self._keys.unwrap(wrapped)).decrypt(nonce, sealed, connection_id.encode())
         except (struct.error, ValueError) as error:
             raise DecryptionError("token blob is malformed") from error
         except Exception as error:

@@ -1,0 +1,57 @@
+"""The SnapStart hooks each handler registers, and what the after-restore hook renews (issue 16)."""
+
+from __future__ import annotations
+
+import random
+
+from calendar_connect import deployment
+from calendar_connect.models import TokenSet
+from calendar_connect.token_cipher import KmsKeySource, TokenCipher
+from tests.support.lambda_runtime import run_in_fresh_interpreter
+from tests.support.snapstart import LocalKms, wrapped_key
+
+_PROBE = """
+import importlib, json, sys
+sys.path.insert(0, sys.argv[1])
+importlib.import_module("app")
+from snapshot_restore_py import get_after_restore, get_before_snapshot
+name = lambda hooks: sorted(f"{getattr(f, '__module__', '')}.{f.__qualname__}" for f, _, _ in hooks)
+print(json.dumps({"before": name(get_before_snapshot()), "after": name(get_after_restore())}))
+"""
+
+
+def test_each_handler_module_registers_the_shared_hooks_and_the_initiate_its_routes_validation():
+    # When each handler module is imported as Lambda imports it
+    callback = run_in_fresh_interpreter("callback", _PROBE)
+    initiate = run_in_fresh_interpreter("initiate", _PROBE)
+    # Then both prime the deployment before the snapshot and renew it after a restore
+    shared = "calendar_connect.deployment.prime"
+    assert callback == {"before": [shared], "after": ["calendar_connect.deployment.after_restore"]}
+    # And the management API also compiles every route's validation before the snapshot
+    assert initiate["before"] == sorted(
+        [shared, "aws_lambda_powertools.event_handler.api_gateway.ApiGatewayResolver.get_openapi_schema"]
+    )
+    assert initiate["after"] == callback["after"]
+
+
+def test_after_restore_reseeds_the_random_module():
+    # Given the random module's state as a snapshot would hold it
+    random.seed(16)
+    state = random.getstate()
+    # When a copy is restored
+    deployment.after_restore()
+    # Then it draws from a state of its own
+    assert random.getstate() != state
+
+
+def test_a_kms_data_key_made_before_the_snapshot_is_not_used_after_a_restore():
+    # Given a cipher that already encrypted with a KMS data key
+    cipher = TokenCipher(KmsKeySource("alias/tokens", client=LocalKms()))
+    tokens = TokenSet(access_token="a", expires_at=0)
+    before = cipher.encrypt("c1", tokens)
+    # When it is renewed, as the after-restore hook renews it
+    cipher.renew_data_key()
+    after = cipher.encrypt("c1", tokens)
+    # Then it encrypts with a new data key, and still decrypts what the old one sealed
+    assert wrapped_key(after) != wrapped_key(before)
+    assert cipher.decrypt("c1", before) == tokens == cipher.decrypt("c1", after)
