@@ -55,3 +55,45 @@ def test_a_kms_data_key_made_before_the_snapshot_is_not_used_after_a_restore():
     # Then it encrypts with a new data key, and still decrypts what the old one sealed
     assert wrapped_key(after) != wrapped_key(before)
     assert cipher.decrypt("c1", before) == tokens == cipher.decrypt("c1", after)
+
+
+def test_priming_makes_the_kms_client_but_no_data_key():
+    # Given a KMS key source as deployed (no client yet)
+    source = KmsKeySource("alias/tokens")
+    # When it is primed before a snapshot
+    source.prime()
+    # Then its client exists (no call was made: no region's KMS is reachable here) and it holds no data key
+    assert source._client is not None and source._current is None
+
+
+def test_the_secrets_manager_client_is_made_once_and_a_secret_fetched_only_when_first_needed():
+    from botocore.stub import Stubber
+
+    from calendar_connect import oauth_client
+    from calendar_connect.providers import ClientSecretSource, Provider
+
+    oauth_client.reset_caches()
+    try:
+        # Given the container's Secrets Manager provider, made as priming makes it
+        source = oauth_client.secrets_manager()
+        assert oauth_client.secrets_manager() is source
+        secret_id = "arn:aws:secretsmanager:us-east-1:000000000000:secret:cc"
+        provider = Provider(
+            id="google",
+            name="Google",
+            calendar_type="GOOGLE",
+            authorization_endpoint="https://accounts.example/authorize",
+            token_endpoint="https://accounts.example/token",
+            client_secret=ClientSecretSource(secrets_manager_key="google"),
+        )
+        # When a request first needs a client secret (Secrets Manager answered at the client's edge)
+        with Stubber(source.client) as stub:
+            stub.add_response(
+                "get_secret_value", {"SecretString": '{"google": "from-secrets"}'}, {"SecretId": secret_id}
+            )
+            secret = oauth_client.client_secret(provider, secret_id)
+            # Then it comes from that provider's one call
+            stub.assert_no_pending_responses()
+        assert secret == "from-secrets"
+    finally:
+        oauth_client.reset_caches()

@@ -52,17 +52,18 @@ def reset() -> None:
 def prime() -> None:
     """Before a SnapStart snapshot: set up, as a first request would, what every restored copy may share, opening no
     connection and generating nothing unique: settings, the provider configuration, the DynamoDB client (its service
-    model), the token cipher without a data key, the provider HTTP client (its TLS context), every model's
-    validators, and the modules a request imports on first use."""
+    model), the token cipher (its KMS client, no data key), the provider HTTP client (its TLS context), the Secrets
+    Manager client (no secret), every model's validators, and the modules a request imports on first use."""
     from pydantic import BaseModel
 
-    from . import models, oauth_client, token_cipher
+    from . import models, oauth_client
 
     here = current()
-    for shared in ("providers", "storage", "cipher"):
-        getattr(here, shared)
-    token_cipher.aesgcm()
+    _ = here.providers, here.storage  # cached properties: built by reading them
+    here.cipher.prime()
     oauth_client.http_client()
+    if here.settings.client_secrets_id:
+        oauth_client.secrets_manager()
     for model in vars(models).values():
         if isinstance(model, type) and issubclass(model, BaseModel) and model.__module__ == models.__name__:
             model.model_rebuild()

@@ -39,6 +39,7 @@ _tls: ssl.SSLContext | None = None
 _http_lock = threading.Lock()
 _discovered: dict[str, dict[str, Any]] = {}
 _secrets: dict[str, str] = {}
+_secrets_source: Any = None
 
 
 def http_client() -> httpx.Client:
@@ -66,17 +67,21 @@ def http_client() -> httpx.Client:
 
 
 def drop_connections() -> None:
-    """Close the pooled client's connections; the next call makes a new client (TLS context kept)."""
+    """Close the pooled connections (provider HTTP, Secrets Manager); the next call makes a new HTTP client, with
+    the TLS context kept."""
     global _http
     with _http_lock:
         if _http is not None:
             _http.close()
         _http = None
+    if _secrets_source is not None:
+        _secrets_source.client.close()
 
 
 def reset_caches() -> None:
     """Forget the container's HTTP client, discovered metadata and secrets (tests change providers)."""
-    global _http
+    global _http, _secrets_source
+    _secrets_source = None
     with _http_lock:
         if _http is not None:
             _http.close()
@@ -115,15 +120,24 @@ def with_discovered_endpoints(provider: Provider) -> Provider:
     return provider.model_copy(update=updates)
 
 
+def secrets_manager() -> Any:
+    """Powertools' Secrets Manager provider, one per container: its client is made once (before a SnapStart
+    snapshot when CLIENT_SECRETS_ID is set), its values fetched on first use."""
+    global _secrets_source
+    if _secrets_source is None:
+        from aws_lambda_powertools.utilities.parameters import SecretsProvider
+
+        _secrets_source = SecretsProvider()
+    return _secrets_source
+
+
 def client_secret(provider: Provider, secrets_id: str) -> str | None:
     source = provider.client_secret
     if source.env and os.environ.get(source.env):
         return os.environ[source.env]
     if source.secrets_manager_key and secrets_id:
         if not _secrets:
-            from aws_lambda_powertools.utilities import parameters
-
-            values = parameters.get_secret(secrets_id, transform="json", max_age=300)
+            values = secrets_manager().get(secrets_id, transform="json", max_age=300)
             _secrets.update({str(k): str(v) for k, v in (values or {}).items()})
         if source.secrets_manager_key in _secrets:
             return _secrets[source.secrets_manager_key]

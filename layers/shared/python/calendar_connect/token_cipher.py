@@ -33,6 +33,9 @@ class KeySource(Protocol):
     def unwrap(self, wrapped: bytes) -> bytes:
         """The plaintext key of a wrapped key."""
 
+    def prime(self) -> None:
+        """Make what encrypting will need, without a call and without a key (before a SnapStart snapshot)."""
+
     def renew(self) -> None:
         """Forget the data key to encrypt with and drop connections: a SnapStart copy must make its own."""
 
@@ -55,6 +58,9 @@ class LocalKeySource:
         if wrapped != self._MARKER:
             raise DecryptionError("blob was not written with the local key")
         return self._key
+
+    def prime(self) -> None:
+        pass
 
     def renew(self) -> None:
         """The configured key is the deployment's, shared by design."""
@@ -97,6 +103,9 @@ class KmsKeySource:
             self._unwrapped[wrapped] = answer["Plaintext"]
         return self._unwrapped[wrapped]
 
+    def prime(self) -> None:
+        self._kms()  # the client only: a data key made now would be in every copy of the snapshot
+
     def renew(self) -> None:
         # Every container restored from one snapshot would otherwise encrypt with the same data key (and random
         # GCM nonces under one key are safe only up to a bounded number of messages).
@@ -122,6 +131,10 @@ class TokenCipher:
         nonce = os.urandom(12)
         sealed = aesgcm()(key).encrypt(nonce, tokens.model_dump_json().encode(), connection_id.encode())
         return _VERSION + struct.pack(">H", len(wrapped)) + wrapped + nonce + sealed
+
+    def prime(self) -> None:
+        self._keys.prime()
+        aesgcm()
 
     def renew_data_key(self) -> None:
         self._keys.renew()
