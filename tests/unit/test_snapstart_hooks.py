@@ -97,3 +97,18 @@ def test_the_secrets_manager_client_is_made_once_and_a_secret_fetched_only_when_
         assert secret == "from-secrets"
     finally:
         oauth_client.reset_caches()
+
+
+def test_both_functions_snapshot_their_published_versions_and_are_invoked_through_the_alias():
+    from local.template import functions, load_template
+
+    template = load_template()
+    function = template["Globals"]["Function"]
+    # SnapStart for Python needs 3.12 or later, and applies to published versions only
+    assert tuple(int(part) for part in function["Runtime"].removeprefix("python").split(".")) >= (3, 12)
+    assert function["SnapStart"] == {"ApplyOn": "PublishedVersions"}
+    # Every deploy publishes one; SAM points the HttpApi routes (and their permissions) at this alias
+    assert function["AutoPublishAlias"]
+    for name in functions(template):
+        properties = template["Resources"][name]["Properties"]
+        assert "SnapStart" not in properties and "AutoPublishAlias" not in properties, name
