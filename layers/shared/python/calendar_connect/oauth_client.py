@@ -44,10 +44,9 @@ _secrets_source: Any = None
 
 def http_client() -> httpx.Client:
     """One pooled client per container, timeouts well inside the Lambda's. No retries: a code is redeemed once."""
-    global _http
+    global _http, _tls
     import httpx
 
-    global _tls
     with _http_lock:
         if _http is None:
             from .observability import tracer

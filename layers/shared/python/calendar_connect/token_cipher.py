@@ -114,7 +114,7 @@ class KmsKeySource:
             self._client.close()
 
 
-def aesgcm() -> type[AESGCM]:
+def _aesgcm() -> type[AESGCM]:
     """cryptography on first use (list/get never decrypt), outside any `except`: a broken install must fail
     loudly, not read as a token that does not decrypt."""
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM as cipher
@@ -129,18 +129,19 @@ class TokenCipher:
     def encrypt(self, connection_id: str, tokens: TokenSet) -> bytes:
         key, wrapped = self._keys.data_key()
         nonce = os.urandom(12)
-        sealed = aesgcm()(key).encrypt(nonce, tokens.model_dump_json().encode(), connection_id.encode())
+        sealed = _aesgcm()(key).encrypt(nonce, tokens.model_dump_json().encode(), connection_id.encode())
         return _VERSION + struct.pack(">H", len(wrapped)) + wrapped + nonce + sealed
 
     def prime(self) -> None:
         self._keys.prime()
-        aesgcm()
+        # OpenSSL sets up AES-GCM on its first use (~1 ms); an all-zero key and nonce use no randomness and no secret.
+        _aesgcm()(bytes(32)).encrypt(bytes(12), b"", None)
 
     def renew_data_key(self) -> None:
         self._keys.renew()
 
     def decrypt(self, connection_id: str, blob: bytes) -> TokenSet:
-        cipher = aesgcm()
+        cipher = _aesgcm()
         try:
             if blob[:1] != _VERSION:
                 raise DecryptionError("unknown token blob version")
