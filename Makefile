@@ -10,7 +10,11 @@ REGION ?= us-east-1
 export SAM_CLI_TELEMETRY := 0
 export PYTHONPATH := $(CURDIR)/layers/shared/python
 
-.PHONY: install run test lint typecheck template openapi build unit integration e2e bench browser clean
+.PHONY: doctor install run invoke client test lint typecheck template openapi build unit integration e2e bench browser clean webhook-dead-letters webhook-redrive
+
+# Is this machine ready? Python, venv, Java, Node, npm, free ports, Chromium; each failure says how to fix it.
+doctor:
+	@$(PYTHON) -m scripts.doctor
 
 $(VENV)/.installed: requirements-dev.txt layers/shared/requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -28,19 +32,34 @@ $(CHECKS)/.installed: requirements-checks.txt
 	touch $@
 
 node_modules/.installed: package-lock.json
+	@command -v npm >/dev/null || { echo "npm is missing: install Node.js and npm (Debian/Ubuntu: apt-get install nodejs npm)" >&2; exit 1; }
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-# Debian's Chromium for the browser tests (no browser is ever downloaded by a test tool).
+# Debian's Chromium for the browser tests (no browser is ever downloaded by a test tool). Found where it is
+# (CHROMIUM_PATH, chromium, chromium-browser, google-chrome); installed as root, or with sudo only if it never
+# prompts; otherwise the browser tests skip and say why.
 browser:
-	@command -v chromium >/dev/null || { \
+	@$(PYTHON) -m local.browser >/dev/null || { \
 		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
-		else sudo apt-get update -qq && sudo apt-get install -y -qq chromium >/dev/null; fi; }
+		elif sudo -n true 2>/dev/null; then sudo -n apt-get update -qq && sudo -n apt-get install -y -qq chromium >/dev/null; \
+		else echo "Chromium is missing and cannot be installed without a password: the browser tests will skip." \
+			"Install it (sudo apt-get install chromium) or set CHROMIUM_PATH." >&2; fi; }
 
 install: $(VENV)/.installed $(TOOLS)/.installed $(CHECKS)/.installed node_modules/.installed
 
 run: $(VENV)/.installed node_modules/.installed
+	@command -v java >/dev/null || { echo "java is missing: DynamoDB Local runs on it; install a Java runtime (Debian/Ubuntu: apt-get install default-jre-headless)" >&2; exit 1; }
 	$(PY) -m local.runner
+
+# Replay an event file through a function against make run's DynamoDB: make invoke FUNCTION=InitiateFunction EVENT=events/providers-list.json
+invoke: $(VENV)/.installed
+	@test -n "$(FUNCTION)" -a -n "$(EVENT)" || { echo "usage: make invoke FUNCTION=InitiateFunction EVENT=events/providers-list.json" >&2; exit 2; }
+	@$(PY) -m scripts.invoke "$(FUNCTION)" "$(EVENT)"
+
+# Register or revoke an API client (make run's DynamoDB by default; a deployed table with --table): make client ARGS='register --name Site --prefix https://site.example/cal/'
+client: $(VENV)/.installed
+	@$(PY) -m scripts.clients $(ARGS)
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
@@ -58,6 +77,13 @@ template: $(TOOLS)/.installed $(CHECKS)/.installed
 # docs/openapi.json from the code (tests/unit/test_openapi_document.py fails when it drifts).
 openapi: $(VENV)/.installed
 	$(PY) -m scripts.openapi
+
+# Webhook dead letters (docs/webhooks.md): list them, or make them due again. WEBHOOK_DELIVERIES_TABLE names the table.
+webhook-dead-letters: $(VENV)/.installed
+	$(PY) -m scripts.webhooks dead-letters
+
+webhook-redrive: $(VENV)/.installed
+	$(PY) -m scripts.webhooks redrive
 
 build: $(TOOLS)/.installed
 	PYTHON=$(CURDIR)/$(VENV)/bin/python $(SAM) build --region $(REGION) --no-cached

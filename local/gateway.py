@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib.util
+import json
+import logging
 import sys
 import threading
 import time
@@ -10,7 +12,7 @@ import traceback
 import uuid
 from dataclasses import dataclass, field
 from types import ModuleType
-from typing import Any
+from typing import Any, TextIO
 
 from werkzeug.wrappers import Request, Response
 
@@ -18,6 +20,8 @@ from local.apigw import HttpRequest, HttpResponse, Router, build_event, internal
 from local.template import Function, Route
 
 LOCAL_REGION = "us-east-1"
+# One invocation at a time in this process, whoever invokes (the gateway, the stream readers, the schedules).
+INVOKE_LOCK = threading.Lock()
 
 
 @dataclass
@@ -98,6 +102,45 @@ def http_request_from(request: Request) -> HttpRequest:
     )
 
 
+# The flow's log line for an attempt's end (connect_flow._finished); its fields are the dashboard's dimensions.
+ATTEMPT_FINISHED = "authorization finished"
+
+
+class AttemptSummaries(logging.Handler):
+    """`make run` prints one line per finished attempt, read from the flow's own log line: what CloudWatch
+    would count (attempt id, provider, dialect, outcome, reason) and how long the person took."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        super().__init__(logging.INFO)
+        self.stream = stream
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.getMessage() != ATTEMPT_FINISHED:
+            return
+        from calendar_connect.observability import logger  # the functions' layer, importable once they are loaded
+
+        line = json.loads(logger.registered_formatter.format(record))  # with the request's keys (attemptId)
+        stream = self.stream or sys.stdout
+        stream.write(
+            f"attempt {line.get('attemptId', '-')}: {line.get('providerId')}/{line.get('dialect')} "
+            f"{line.get('outcome')} ({line.get('reason')}) after {line.get('attemptSeconds')} s\n"
+        )
+        stream.flush()
+
+
+def print_attempt_summaries(stream: TextIO | None = None) -> AttemptSummaries:
+    """Install the summary on the functions' logger, once per process (None: this process's stdout)."""
+    from calendar_connect.observability import logger
+
+    for handler in logger.handlers:
+        if isinstance(handler, AttemptSummaries):
+            handler.stream = stream
+            return handler
+    summaries = AttemptSummaries(stream)
+    logger.addHandler(summaries)
+    return summaries
+
+
 class Gateway:
     """WSGI app: route, build the event, invoke, translate the answer.
 
@@ -108,8 +151,9 @@ class Gateway:
     def __init__(self, routes: list[Route], functions: dict[str, LoadedFunction], verbose_errors: bool = True):
         self.router = Router(routes)
         self.functions = functions
-        self._invoke_lock = threading.Lock()
+        self._invoke_lock = INVOKE_LOCK
         self.verbose_errors = verbose_errors
+        print_attempt_summaries()
 
     def handle(self, request: HttpRequest) -> HttpResponse:
         match = self.router.match(request.method, request.path)
@@ -126,6 +170,11 @@ class Gateway:
                 sys.stderr.write(f"{function.name} failed:\n{traceback.format_exc()}")
             return internal_error()
         return translate_answer(answer)
+
+    def invoke_alone(self, function: LoadedFunction, event: dict[str, Any]) -> Any:
+        """An invocation from outside HTTP (a schedule), one at a time with the HTTP ones."""
+        with self._invoke_lock:
+            return function.invoke(event)
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
         answer = self.handle(http_request_from(Request(environ)))

@@ -25,15 +25,38 @@ import yaml
 
 from local.demo import DEMO_PATHS, DemoSite
 from local.dynamodb import LOCAL_CREDENTIALS, DynamoDBLocal
-from local.gateway import LOCAL_REGION, Gateway, LoadedFunction, load_function
+from local.examples import EXAMPLE_API_KEY, EXAMPLE_CLIENT_ID, EXAMPLE_PREFIX
+from local.gateway import INVOKE_LOCK, LOCAL_REGION, Gateway, LoadedFunction, load_function
 from local.sandbox_provider import SandboxClient, SandboxProvider
+from local.schedule import ScheduledJob
 from local.serving import ServerThread
-from local.template import ROOT, functions, load_template, resolve_environment, routes, tables
+from local.template import (
+    ROOT,
+    functions,
+    load_template,
+    resolve_environment,
+    routes,
+    schedules,
+    stream_mappings,
+    tables,
+)
+from local.webhooks import LocalWebhooks
 
 SANDBOX_ID = "sandbox"
 SANDBOX_CLIENT_ID = "calendar-connect-local"
 SANDBOX_SECRET_VARIABLE = "SANDBOX_CLIENT_SECRET"
 DEV_CLIENT_NAME = "Local dev client"
+EXAMPLE_CLIENT_NAME = "Event files (events/, make invoke)"
+KEEPALIVE_FUNCTION = "KeepAliveFunction"
+
+
+_KEEPALIVE_COUNTS = ("due", "refreshed", "reauth_required", "failed")
+
+
+def describe_keepalive_run(summaries: list[dict[str, Any]]) -> str:
+    """One line for a run: the counts of its invocations (one per schedule in template.yaml), added up."""
+    line = ", ".join(f"{sum(s[k] for s in summaries)} {k.replace('_', ' ')}" for k in _KEEPALIVE_COUNTS)
+    return line + (" (stopped early: the rest stays due)" if any(s.get("stopped_early") for s in summaries) else "")
 
 
 @dataclass(frozen=True)
@@ -48,7 +71,11 @@ class RunnerSettings:
     providers_file: str = ""
     public_base_url: str = ""  # empty: http://127.0.0.1:$PORT
     sandbox_access_token_seconds: int = 3600
+    keepalive_seconds: int = 60  # how often the keep-alive job runs; 0: never
     quiet: bool = False  # no access log (tests keep their output short)
+    webhook_url: str = ""  # empty: the demo site's own receiver
+    webhook_secret: str = ""  # empty: a new one
+    webhook_retry_seconds: int = 5  # how often the retry function runs locally (every minute in AWS)
     extra_environment: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -71,12 +98,18 @@ class RunnerSettings:
             providers_file=environ.get("PROVIDERS_FILE", "").strip(),
             public_base_url=environ.get("PUBLIC_BASE_URL", "").strip().rstrip("/"),
             sandbox_access_token_seconds=number("SANDBOX_ACCESS_TOKEN_SECONDS", 3600),
+            keepalive_seconds=number("LOCAL_KEEPALIVE_SECONDS", 60),
             quiet=environ.get("LOCAL_QUIET", "") in ("1", "true"),
+            webhook_url=environ.get("LOCAL_WEBHOOK_URL", "").strip(),
+            webhook_secret=environ.get("LOCAL_WEBHOOK_SECRET", "").strip(),
+            webhook_retry_seconds=number("LOCAL_WEBHOOK_RETRY_SECONDS", 5),
         )
 
 
 def _port_is_free(port: int) -> bool:
     with socket.socket() as probe:
+        # As the servers bind: a port held only by TIME_WAIT sockets of a runner just stopped is free to use.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind(("127.0.0.1", port))
         except OSError:
@@ -150,7 +183,10 @@ class LocalStack:
         self.sandbox_url = ""
         self.providers_file = ""
         self.demo: DemoSite | None = None
+        self.webhooks: LocalWebhooks | None = None
+        self.webhook_url = ""
         self._servers: list[ServerThread] = []
+        self.keepalive: ScheduledJob | None = None
         self._workdir: Path | None = None
         self._saved_environ: dict[str, str] | None = None
 
@@ -212,9 +248,15 @@ class LocalStack:
 
         deployment.reset()
         prefixes = list(settings.redirect_prefixes) or [self.base_url + "/"]
-        _, self.api_key = register_client(
+        dev_client, self.api_key = register_client(
             deployment.current().storage.api_clients, DEV_CLIENT_NAME, prefixes, settings.api_key
         )
+        # The public example key of events/, so `make invoke` can replay those files against this database
+        # (unless LOCAL_API_KEY made that very key the dev key).
+        if dev_client.clientId != EXAMPLE_CLIENT_ID:
+            register_client(
+                deployment.current().storage.api_clients, EXAMPLE_CLIENT_NAME, [EXAMPLE_PREFIX], EXAMPLE_API_KEY
+            )
         deployment.current().providers  # noqa: B018 - read every provider file now: a bad one fails at start
 
         for name, function in functions(template).items():
@@ -235,6 +277,62 @@ class LocalStack:
 
         sandbox_server.start()
         api_server.start()
+        keepalive_inputs = [s.input for s in schedules(template) if s.function == KEEPALIVE_FUNCTION]
+        if settings.keepalive_seconds and keepalive_inputs:
+            # As its EventBridge schedules would (each passes its Input, or else the scheduled event), one after
+            # the other and serialised with the API's invocations: one process, one copy of the layer.
+            keepalive = self.functions[KEEPALIVE_FUNCTION]
+            self.keepalive = ScheduledJob(
+                "keep-alive",
+                lambda event: [gateway.invoke_alone(keepalive, given or event) for given in keepalive_inputs],
+                settings.keepalive_seconds,
+                describe_keepalive_run,
+            ).start()
+        self._start_webhooks(template, dev_client)
+
+    def _start_webhooks(self, template: dict[str, Any], dev_client: Any) -> None:
+        """The dev client's webhook (LOCAL_WEBHOOK_URL, else the demo's own receiver), and its delivery."""
+        from calendar_connect import deployment, webhooks
+        from calendar_connect.errors import ApiError
+
+        assert self.demo is not None and self.dynamodb is not None
+        settings = self.settings
+        if settings.webhook_url or settings.webhook_secret:
+            self.webhook_url = settings.webhook_url or self.demo.webhook_url
+            try:
+                secret = webhooks.check_secret(settings.webhook_secret) if settings.webhook_secret else None
+            except ValueError as error:
+                raise ValueError(f"LOCAL_WEBHOOK_SECRET: {error}") from None
+            try:
+                answer = webhooks.put_webhook(deployment.current(), dev_client, self.webhook_url, secret=secret)
+            except ApiError as error:
+                raise ValueError(f"LOCAL_WEBHOOK_URL: {error.description}") from None
+            if not settings.webhook_url and answer.secret:
+                self.demo.use_webhook_secret(answer.secret)
+        else:
+            self.demo.register_webhook()  # through the API, as a website would
+            self.webhook_url = self.demo.webhook_url
+        self.webhooks = LocalWebhooks(
+            self.dynamodb.endpoint,
+            stream_mappings(template),
+            [s for s in schedules(template) if s.function != KEEPALIVE_FUNCTION],  # keep-alive runs on its own timer
+            self._invoke,
+            settings.webhook_retry_seconds,
+            LOCAL_REGION,
+        ).start()
+
+    def _invoke(self, function: str, event: dict[str, Any]) -> Any:
+        with INVOKE_LOCK:
+            return self.functions[function].invoke(event)
+
+    def dead_child(self) -> str | None:
+        """What this stack started that has stopped by itself, said for a person; None while everything runs."""
+        if self.dynamodb is not None and self.dynamodb.exit_code is not None:
+            return f"DynamoDB Local ({self.dynamodb.endpoint}) exited with code {self.dynamodb.exit_code}"
+        for server in self._servers:
+            if server.started and not server.running:
+                return f"the {server.name} server ({server.url}) stopped"
+        return None
 
     def _set_environment(self, template: dict[str, Any], sandbox_secret: str) -> None:
         """What template.yaml gives the functions, plus what only the embedded default needs."""
@@ -252,7 +350,10 @@ class LocalStack:
         assert self.dynamodb is not None
         environment.update(
             {
+                "ALLOW_PRIVATE_WEBHOOKS": "true",  # webhook receivers here are on this machine
                 "PROVIDERS_FILE": self.providers_file,
+                # The template computes it from DomainName/PublicBaseUrl (an !If); here it is this runner's URL.
+                "PUBLIC_BASE_URL": self.public_base_url,
                 "DYNAMODB_ENDPOINT": self.dynamodb.endpoint,
                 "LOCAL_TOKEN_KEY": base64.b64encode(secrets.token_bytes(32)).decode(),  # a fresh key per run
                 SANDBOX_SECRET_VARIABLE: sandbox_secret,
@@ -277,6 +378,12 @@ class LocalStack:
 
     def stop(self) -> None:
         """Stop everything this stack started (safe to call twice, or after a failed start)."""
+        if self.webhooks is not None:
+            self.webhooks.stop()
+            self.webhooks = None
+        if self.keepalive is not None:
+            self.keepalive.stop()
+            self.keepalive = None
         for server in reversed(self._servers):
             server.stop()
         self._servers.clear()
@@ -316,6 +423,10 @@ def _banner(stack: LocalStack) -> str:
             f"  sandbox provider {stack.sandbox_url} (provider id {SANDBOX_ID})",
             f"  DynamoDB Local   {stack.dynamodb.endpoint}",
             f"  dev API key:     {stack.api_key}",
+            f"  dev webhook:     {stack.webhook_url} (events from the tables' streams, signed)",
+            f"  keep-alive job:  every {stack.settings.keepalive_seconds} s (LOCAL_KEEPALIVE_SECONDS)"
+            if stack.keepalive
+            else "  keep-alive job:  off (LOCAL_KEEPALIVE_SECONDS=0)",
             "Press Ctrl-C to stop.",
             "",
         ]
@@ -339,13 +450,20 @@ def main() -> int:
     except (RuntimeError, ValueError, OSError) as error:
         print(f"local runner: could not start: {error}", file=sys.stderr)
         return 1
+    code = 0
     try:
         print(_banner(stack), flush=True)
-        stop.wait()
+        # Watch the children: a dead DynamoDB Local would otherwise leave every request answering 503.
+        while not stop.wait(0.5):
+            dead = stack.dead_child()
+            if dead:
+                print(f"local runner: {dead}; stopping everything", file=sys.stderr, flush=True)
+                code = 1
+                break
     finally:
         print("Stopping...", file=sys.stderr, flush=True)
         stack.stop()
-    return 0
+    return code
 
 
 if __name__ == "__main__":

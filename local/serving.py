@@ -32,12 +32,21 @@ class ServerThread:
         handler = type(f"{name}Handler", (_PathOnlyRequestHandler,), {"quiet": quiet})
         self.server: BaseWSGIServer = make_server(host, port, app, threaded=True, request_handler=handler)
         self.host = host
+        self.name = name
         self.port = int(self.server.server_port)
         self._thread = threading.Thread(target=self.server.serve_forever, name=name, daemon=True)
 
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
+
+    @property
+    def started(self) -> bool:
+        return self._thread.ident is not None
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
 
     def start(self) -> ServerThread:
         self._thread.start()

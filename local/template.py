@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -78,6 +79,24 @@ def routes(template: dict[str, Any]) -> list[Route]:
     return found
 
 
+@dataclass(frozen=True)
+class Schedule:
+    function: str
+    expression: str  # rate(...) or cron(...)
+    input: dict[str, Any] | None  # the rule target's constant Input: sent instead of the scheduled event
+
+
+def schedules(template: dict[str, Any]) -> list[Schedule]:
+    found = []
+    for name, resource in _resources(template, "AWS::Serverless::Function").items():
+        for event in resource["Properties"].get("Events", {}).values():
+            if event.get("Type") == "Schedule":
+                props = event["Properties"]
+                constant = json.loads(props["Input"]) if props.get("Input") else None
+                found.append(Schedule(name, props["Schedule"], constant))
+    return found
+
+
 def tables(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """CreateTable requests from the template's own definitions (named by logical id)."""
     requests = {}
@@ -91,6 +110,8 @@ def tables(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
         }
         if props.get("GlobalSecondaryIndexes"):
             request["GlobalSecondaryIndexes"] = props["GlobalSecondaryIndexes"]
+        if props.get("StreamSpecification"):
+            request["StreamSpecification"] = {"StreamEnabled": True, **props["StreamSpecification"]}
         requests[name] = {"create": request, "ttl": props.get("TimeToLiveSpecification")}
     return requests
 
@@ -108,3 +129,41 @@ def resolve_environment(function: Function, parameters: dict[str, str]) -> dict[
         else:
             resolved[key] = str(value)
     return resolved
+
+
+@dataclass(frozen=True)
+class StreamMapping:
+    """A function's DynamoDB Streams event source mapping, as template.yaml declares it."""
+
+    function: str
+    table: str  # logical id (the local table name)
+    batch_size: int
+    maximum_retry_attempts: int
+    bisect_on_error: bool
+    report_item_failures: bool
+    filters: tuple[dict[str, Any], ...]
+
+
+def stream_mappings(template: dict[str, Any]) -> list[StreamMapping]:
+    import json
+
+    found = []
+    for name, resource in _resources(template, "AWS::Serverless::Function").items():
+        for event in resource["Properties"].get("Events", {}).values():
+            if event.get("Type") != "DynamoDB":
+                continue
+            props = event["Properties"]
+            table = props["Stream"]["Fn::GetAtt"][0]
+            patterns = props.get("FilterCriteria", {}).get("Filters", [])
+            found.append(
+                StreamMapping(
+                    function=name,
+                    table=table,
+                    batch_size=int(props.get("BatchSize", 100)),
+                    maximum_retry_attempts=int(props.get("MaximumRetryAttempts", -1)),
+                    bisect_on_error=bool(props.get("BisectBatchOnFunctionError", False)),
+                    report_item_failures="ReportBatchItemFailures" in props.get("FunctionResponseTypes", []),
+                    filters=tuple(json.loads(f["Pattern"]) for f in patterns),
+                )
+            )
+    return found

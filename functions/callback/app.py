@@ -9,6 +9,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from calendar_connect import (
+    deadline,
     deployment,
     snapstart,  # noqa: F401 - registers the SnapStart hooks
 )
@@ -74,6 +75,7 @@ def _unexpected(error: Exception) -> Response:
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, clear_state=True)
 # Not the response: it carries attempt URLs, binding cookies and access tokens, which must not reach X-Ray.
 @tracer.capture_lambda_handler(capture_response=False)
-@metrics.log_metrics
+@metrics.log_metrics(capture_cold_start_metric=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return app.resolve(event, context)
+    with deadline.invocation(context):  # every DynamoDB and provider call ends before the deadline
+        return app.resolve(event, context)

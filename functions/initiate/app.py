@@ -19,7 +19,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
 
-from calendar_connect import connections, deployment
+from calendar_connect import connections, deadline, deployment, webhooks
 from calendar_connect.api_clients import authenticate
 from calendar_connect.connect_flow import start_authorization
 from calendar_connect.errors import (
@@ -33,6 +33,7 @@ from calendar_connect.errors import (
 )
 from calendar_connect.http_answers import JSON, error_event_response, error_headers, invalid_argument_from
 from calendar_connect.models import (
+    ID_PATTERN,
     AccessTokenResponse,
     ApiClient,
     ConnectByOAuthRequest,
@@ -46,9 +47,15 @@ from calendar_connect.models import (
     ProvidersResponse,
     TeamUpInitiateRequest,
     TeamUpInitiateResponse,
+    WebhookDeletedResponse,
+    WebhookRequest,
+    WebhookResponse,
+    WebhookSecretResponse,
     iso,
 )
+from calendar_connect.oauth_client import ProviderConfigurationError
 from calendar_connect.observability import logger, metrics, tracer
+from calendar_connect.request_limits import MAX_JSON_DEPTH, is_json, json_nesting_exceeds
 from calendar_connect.snapstart import register_before_snapshot  # and the shared SnapStart hooks
 
 app = APIGatewayHttpResolver(enable_validation=True)
@@ -59,16 +66,21 @@ app.configure_openapi(
     security=[{"apiKey": []}],
 )
 CONNECTIONS = "/v2/external-calendars/connections"
+WEBHOOK = "/v2/external-calendars/webhook"
 _ERROR_WHEN = {
     400: "Invalid input (INVALID_ARGUMENT)",
     401: "No key, unknown or revoked key (UNAUTHENTICATED)",
     403: "Return URL outside the client's allowed prefixes (PERMISSION_DENIED)",
-    404: "Unknown provider or connection (NOT_FOUND)",
+    404: "Unknown provider or connection, or no webhook registered (NOT_FOUND)",
     413: "Body over 16 KiB (PAYLOAD_TOO_LARGE)",
-    428: "FAILED_PRECONDITION (NOT_SUPPORTED_BY_PROVIDER, REAUTH_REQUIRED or DISCONNECTED)",
+    428: "FAILED_PRECONDITION (NOT_SUPPORTED_BY_PROVIDER, PROVIDER_NOT_CONFIGURED, REAUTH_REQUIRED or DISCONNECTED)",
     500: "INTERNAL",
     503: "Storage or a dependency is down (UNAVAILABLE); Retry-After set",
 }
+
+
+# Every answer, success or error: set once, in lambda_handler.
+_NO_STORE = {"Cache-Control": {"description": "no-store", "schema": {"type": "string", "enum": ["no-store"]}}}
 
 
 def _errors(*statuses: int, ok: dict[str, Any] | None = None) -> dict[int, Any]:
@@ -77,6 +89,9 @@ def _errors(*statuses: int, ok: dict[str, Any] | None = None) -> dict[int, Any]:
     answers: dict[int, Any] = {200: {"description": "Successful Response", **({"content": ok} if ok else {})}}
     for status in sorted({*shared, *statuses}):
         answers[status] = {"description": _ERROR_WHEN[status], "content": {JSON: {"model": ErrorBody}}}
+    answers[401]["headers"] = {"WWW-Authenticate": {"description": "Bearer (RFC 6750)", "schema": {"type": "string"}}}
+    for answer in answers.values():
+        answer["headers"] = {**answer.get("headers", {}), **_NO_STORE}
     return answers
 
 
@@ -133,6 +148,13 @@ def _storage_unavailable(error: StorageUnavailable) -> Response:
     return _api_error(Unavailable())
 
 
+@app.exception_handler(ProviderConfigurationError)
+def _credentials_unreadable(error: ProviderConfigurationError) -> Response:
+    # The client-secrets secret could not be read: a dependency is down, not the caller's fault.
+    logger.warning("provider credentials unreadable", extra={"cause": str(error)})
+    return _api_error(Unavailable())
+
+
 @app.exception_handler(Exception)
 def _unexpected(error: Exception) -> Response:
     logger.exception("unexpected error")
@@ -152,7 +174,6 @@ def connect_by_oauth(request: Annotated[ConnectByOAuthRequest, Body()]) -> Conne
         return_url_field="redirectUrl",
         provider_field="providerId",
     )
-    metrics.add_metric(name="AuthorizationStarted", unit="Count", value=1)
     return ConnectByOAuthResponse(
         oauthUrl=started.url, timeoutSeconds=started.timeout_seconds, expiresAt=iso(started.expires_at)
     )
@@ -223,7 +244,6 @@ def teamup_initiate(response_format: Annotated[str, Query(alias="format", patter
         return_url_field="redirect_uri",
         provider_field="calendar_source",
     )
-    metrics.add_metric(name="AuthorizationStarted", unit="Count", value=1)
     answer = TeamUpInitiateResponse(uri=started.url, timeout_seconds=started.timeout_seconds)
     if response_format == "xml":
         from xml.sax.saxutils import escape  # imports urllib.request (~14 ms): only XML answers pay for it
@@ -232,8 +252,8 @@ def teamup_initiate(response_format: Annotated[str, Query(alias="format", patter
             '<?xml version="1.0" encoding="UTF-8"?>'
             f"<root><uri>{escape(answer.uri)}</uri><timeout_seconds>{answer.timeout_seconds}</timeout_seconds></root>"
         )
-        return Response(200, "application/xml", xml, headers={"Cache-Control": "no-store"})
-    return Response(200, JSON, answer.model_dump_json(), headers={"Cache-Control": "no-store"})
+        return Response(200, "application/xml", xml)
+    return Response(200, JSON, answer.model_dump_json())
 
 
 @app.get("/v2/external-calendars/providers", responses=_errors())
@@ -248,14 +268,14 @@ def list_providers() -> ProvidersResponse:
                 connectMethods=p.connect_methods,
                 timeoutSeconds=p.timeout_seconds,
             )
-            for p in deployment.current().providers.values()
+            for p in deployment.current().offered_providers()
         ]
     )
 
 
 @app.get(CONNECTIONS, responses=_errors())
 def list_connections(
-    scheduleId: Annotated[str, Query(min_length=1, max_length=200)],
+    scheduleId: Annotated[str, Query(min_length=1, max_length=200, pattern=ID_PATTERN)],
     cursor: Annotated[str | None, Query(max_length=2048)] = None,
 ) -> ConnectionsPage:
     return connections.list_connections(deployment.current(), _client(), scheduleId, cursor)
@@ -271,12 +291,33 @@ def delete_connection(connectionId: str) -> DisconnectResponse:
     return connections.disconnect(deployment.current(), _client(), connectionId)
 
 
-@app.post(
-    CONNECTIONS + "/<connectionId>/access-token", responses=_errors(404, 428, ok={JSON: {"model": AccessTokenResponse}})
-)
-def get_access_token(connectionId: str):  # type: ignore[no-untyped-def]
-    answer: AccessTokenResponse = connections.access_token(deployment.current(), _client(), connectionId)
-    return Response(200, JSON, answer.model_dump_json(), headers={"Cache-Control": "no-store"})
+@app.post(CONNECTIONS + "/<connectionId>/access-token", responses=_errors(404, 428))
+def get_access_token(connectionId: str) -> AccessTokenResponse:
+    return connections.access_token(deployment.current(), _client(), connectionId)
+
+
+def _no_store(answer: Any) -> Response:
+    return Response(200, JSON, answer.model_dump_json(exclude_none=True), headers={"Cache-Control": "no-store"})
+
+
+@app.put(WEBHOOK, responses=_errors(ok={JSON: {"model": WebhookResponse}}))
+def put_webhook(request: Annotated[WebhookRequest, Body()]):  # type: ignore[no-untyped-def]
+    return _no_store(webhooks.put_webhook(deployment.current(), _client(), request.url))
+
+
+@app.get(WEBHOOK, responses=_errors(404, ok={JSON: {"model": WebhookResponse}}))
+def get_webhook():  # type: ignore[no-untyped-def]
+    return _no_store(webhooks.get_webhook(deployment.current(), _client()))
+
+
+@app.delete(WEBHOOK, responses=_errors(ok={JSON: {"model": WebhookDeletedResponse}}))
+def delete_webhook():  # type: ignore[no-untyped-def]
+    return _no_store(webhooks.delete_webhook(deployment.current(), _client()))
+
+
+@app.post(WEBHOOK + "/rotate-secret", responses=_errors(404, ok={JSON: {"model": WebhookSecretResponse}}))
+def rotate_webhook_secret():  # type: ignore[no-untyped-def]
+    return _no_store(webhooks.rotate_secret(deployment.current(), _client()))
 
 
 # Before a SnapStart snapshot: every route's validation (its parameters', body's and answer's models), which the
@@ -297,19 +338,31 @@ def _raw_body(event: dict[str, Any]) -> bytes:
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, clear_state=True)
 # Not the response: it carries attempt URLs, binding cookies and access tokens, which must not reach X-Ray.
 @tracer.capture_lambda_handler(capture_response=False)
-@metrics.log_metrics
+@metrics.log_metrics(capture_cold_start_metric=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    with deadline.invocation(context):  # every DynamoDB and provider call ends before the deadline
+        return _handle(event, context)
+
+
+def _handle(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     # Size and key are checked before routing and validation: nobody unauthenticated learns what is valid.
     here = deployment.current()
     try:
-        if len(_raw_body(event)) > here.settings.max_body_bytes:
+        body = _raw_body(event)
+        if len(body) > here.settings.max_body_bytes:
             raise PayloadTooLarge(f"The body is over {here.settings.max_body_bytes // 1024} KiB")
         headers = {k.lower(): v for k, v in (event.get("headers") or {}).items()}
         try:
             client = authenticate(here.storage.api_clients, headers.get("authorization"))
         except StorageUnavailable:
             raise Unavailable() from None
+        # Parsers and validators recurse once per level: a deep body would end in RecursionError, a 500.
+        if is_json(headers.get("content-type", "")) and json_nesting_exceeds(body):
+            raise InvalidArgument.for_field("body", f"nested deeper than {MAX_JSON_DEPTH} levels")
     except ApiError as error:
         return error_event_response(error)
     app.append_context(api_client=client)
-    return app.resolve(event, context)
+    answer = app.resolve(event, context)
+    # Every management answer (keys, attempt URLs, tokens, connections) is for its caller only.
+    answer.setdefault("headers", {})["Cache-Control"] = "no-store"
+    return answer

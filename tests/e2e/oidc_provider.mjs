@@ -2,7 +2,8 @@
 //
 // One confidential client (client_secret_basic, PKCE required), the runner's callback as its only
 // redirect URI, `iss` in every authorization response (RFC 9207; built into oidc-provider 9), refresh
-// tokens for offline_access granted with prompt=consent, and its development login/consent pages.
+// tokens for offline_access granted with prompt=consent, and its development login/consent pages
+// (e-mail in the ID token, or at userinfo only with OIDC_EMAIL_AT_USERINFO_ONLY=1).
 // Settings come from the environment; it prints one line, "listening <issuer>", once it serves.
 import { randomBytes } from 'node:crypto';
 
@@ -35,7 +36,9 @@ const provider = new Provider(issuer, {
   pkce: { required: () => true },
   scopes: ['openid', 'offline_access', 'email', 'calendar'],
   claims: { openid: ['sub'], email: ['email', 'email_verified'] },
-  conformIdTokenClaims: false,
+  // OIDC_EMAIL_AT_USERINFO_ONLY=1: the ID token carries only `sub`; scope claims (email) come from userinfo
+  // alone, as OpenID Connect Core 5.4 allows a provider to do.
+  conformIdTokenClaims: process.env.OIDC_EMAIL_AT_USERINFO_ONLY === '1',
   features: {
     devInteractions: { enabled: true },
     revocation: { enabled: true },

@@ -169,13 +169,23 @@ def test_access_tokens_refresh_through_the_sandbox_and_disconnect_revokes(page: 
     assert revoked.status_code == 401  # revoking the refresh token revoked its access tokens too
 
 
-def test_a_callback_in_another_browser_is_refused(browser: Any, page: Any, runner: Runner) -> None:
-    """The start hop binds the attempt to the first browser; the consent finished elsewhere fails."""
+def wix_initiate(runner: Runner, schedule_id: str) -> dict[str, Any]:
     with runner.api() as api:
-        started = api.post(
+        answer = api.post(
             "/v2/external-calendars/connections/connect-by-oauth",
-            json={"providerId": "sandbox", "scheduleId": schedule(), "redirectUrl": runner.base_url + "/"},
-        ).json()
+            json={"providerId": "sandbox", "scheduleId": schedule_id, "redirectUrl": runner.base_url + "/"},
+        )
+    assert answer.status_code == 200, answer.text
+    return dict(answer.json())
+
+
+def test_a_callback_in_another_browser_is_refused_and_the_first_browser_still_finishes(
+    browser: Any, page: Any, runner: Runner
+) -> None:
+    """The start hop binds the attempt to the first browser; a consent finished elsewhere gets a 403 page and
+    uses up nothing, so the first browser can still finish."""
+    schedule_id = schedule()
+    started = wix_initiate(runner, schedule_id)
     page.goto(started["oauthUrl"])
     page.wait_for_url(starting(runner.sandbox_url + "/authorize?"))
 
@@ -183,14 +193,43 @@ def test_a_callback_in_another_browser_is_refused(browser: Any, page: Any, runne
     try:
         other_page = other.new_page()
         other_page.goto(page.url)  # the provider's page, forwarded to another browser
-        other_page.click("button[name=decision][value=approve]")
-        other_page.wait_for_url(starting(runner.base_url + "/?"))
-        landed = other_page.url
+        with other_page.expect_response(lambda response: "/oauth2/callback?" in response.url) as refused:
+            other_page.click("button[name=decision][value=approve]")
+        assert refused.value.status == 403
+        assert "another browser" in (other_page.text_content("body") or "")
+        assert "connectionId" not in other_page.url
     finally:
         other.close()
 
-    assert query_of(landed).get("error") == ["internal"], landed
-    assert query_of(landed)["reason"] == ["browser_mismatch"]
+    page.click("button[name=decision][value=approve]")
+    page.wait_for_url(starting(runner.base_url + "/?"))
+    connection_id = query_of(page.url)["connectionId"][0]
+    assert UUID.match(connection_id)
+    with runner.api() as api:
+        listed = api.get("/v2/external-calendars/connections", params={"scheduleId": schedule_id}).json()
+    assert [c["connectionId"] for c in listed["connections"]] == [connection_id]
+
+
+def test_opening_the_start_link_again_in_the_same_browser_continues(browser: Any, page: Any, runner: Runner) -> None:
+    """Back (the hop is a redirect, so Back returns to the page that opened it) and opening the link again, or a
+    reload of the hop: the binding cookie reaches /oauth2/start too, so the same browser carries on."""
+    started = wix_initiate(runner, schedule())
+    page.goto(started["oauthUrl"])
+    page.wait_for_url(starting(runner.sandbox_url + "/authorize?"))
+
+    again = page.goto(started["oauthUrl"])
+    assert again is not None and again.status == 200  # the provider's consent page, again
+    page.wait_for_url(starting(runner.sandbox_url + "/authorize?"))
+    page.click("button[name=decision][value=approve]")
+    page.wait_for_url(starting(runner.base_url + "/?"))
+    assert UUID.match(query_of(page.url)["connectionId"][0])
+
+    other = browser.new_context()
+    try:
+        refused = other.new_page().goto(started["oauthUrl"])
+        assert refused is not None and refused.status == 403
+    finally:
+        other.close()
 
 
 def test_every_outcome_page_escapes_what_it_shows(page: Any, runner: Runner) -> None:

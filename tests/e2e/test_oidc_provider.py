@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import secrets
 import subprocess
 import time
@@ -28,6 +29,8 @@ from local.template import ROOT, load_template, tables
 from tests.e2e.conftest import UUID, Runner, assert_no_secrets_in, node, query_of, start_runner, starting, wait_until
 
 PROVIDER_ID = "oidc"
+# The same authorization server and client, with a keep-alive so short that its connections are due at once.
+KEEPALIVE_PROVIDER_ID = "oidc-keepalive"
 CLIENT_ID = "calendar-connect-e2e"
 SECRET_VARIABLE = "OIDC_E2E_CLIENT_SECRET"
 PENDING_TABLE = next(name for name in tables(load_template()) if name.startswith("Pending"))
@@ -50,6 +53,7 @@ class OidcProvider:
 class Stack:
     runner: Runner
     oidc: OidcProvider
+    client_secret: str = ""
 
 
 @pytest.fixture(scope="module")
@@ -69,6 +73,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                 "OIDC_CLIENT_ID": CLIENT_ID,
                 "OIDC_CLIENT_SECRET": secret,
                 "OIDC_REDIRECT_URI": f"http://127.0.0.1:{port}/oauth2/callback",
+                # The ID token names the account only; the e-mail must be fetched from userinfo.
+                "OIDC_EMAIL_AT_USERINFO_ONLY": "1",
             },
             stdout=sink,
             stderr=subprocess.STDOUT,
@@ -83,47 +89,51 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         except httpx.TransportError:
             return False
 
+    entry = {
+        "name": "oidc-provider (e2e)",
+        "calendar_type": "OIDC",
+        "calendar_source": "OIDC",
+        "connect_methods": ["OAUTH"],
+        "issuer": issuer,
+        "discovery": True,
+        "scopes": ["openid", "email", "calendar", "offline_access"],
+        "required_scopes": ["calendar"],
+        "authorization_params": {"prompt": "consent"},
+        "token_endpoint_auth_method": "client_secret_basic",
+        "pkce": True,
+        "timeout_seconds": 300,
+        "client_id": CLIENT_ID,
+        "client_secret": {"env": SECRET_VARIABLE},
+    }
+    keepalive_entry = {**entry, "name": "oidc-provider, keep-alive (e2e)", "calendar_source": "OIDCKA"}
     providers = directory / "providers.yaml"
     providers.write_text(
-        yaml.safe_dump(
-            {
-                PROVIDER_ID: {
-                    "name": "oidc-provider (e2e)",
-                    "calendar_type": "OIDC",
-                    "calendar_source": "OIDC",
-                    "connect_methods": ["OAUTH"],
-                    "issuer": issuer,
-                    "discovery": True,
-                    "scopes": ["openid", "email", "calendar", "offline_access"],
-                    "required_scopes": ["calendar"],
-                    "authorization_params": {"prompt": "consent"},
-                    "token_endpoint_auth_method": "client_secret_basic",
-                    "pkce": True,
-                    "timeout_seconds": 300,
-                    "client_id": CLIENT_ID,
-                    "client_secret": {"env": SECRET_VARIABLE},
-                }
-            }
-        )
+        yaml.safe_dump({PROVIDER_ID: entry, KEEPALIVE_PROVIDER_ID: {**keepalive_entry, "keepalive_seconds": 1}})
     )
     try:
         wait_until(serving, 30, "oidc-provider")
-        runner = start_runner(directory, port=port, PROVIDERS_FILE=str(providers), **{SECRET_VARIABLE: secret})
+        runner = start_runner(
+            directory,
+            port=port,
+            PROVIDERS_FILE=str(providers),
+            LOCAL_KEEPALIVE_SECONDS="2",  # the keep-alive job, as `make run` runs it, every 2 s
+            **{SECRET_VARIABLE: secret},
+        )
     except BaseException:
         oidc.stop()
         raise
-    yield Stack(runner, oidc)
+    yield Stack(runner, oidc, secret)
     code = runner.stop()
     oidc.stop()
     assert code == 0, runner.output()
     assert secret not in runner.output()
 
 
-def connect(stack: Stack, schedule_id: str) -> dict[str, Any]:
+def connect(stack: Stack, schedule_id: str, provider_id: str = PROVIDER_ID) -> dict[str, Any]:
     with stack.runner.api() as api:
         answer = api.post(
             "/v2/external-calendars/connections/connect-by-oauth",
-            json={"providerId": PROVIDER_ID, "scheduleId": schedule_id, "redirectUrl": stack.runner.base_url + "/"},
+            json={"providerId": provider_id, "scheduleId": schedule_id, "redirectUrl": stack.runner.base_url + "/"},
         )
     assert answer.status_code == 200, answer.text
     return dict(answer.json())
@@ -171,7 +181,7 @@ def test_approve_connects_and_the_tokens_work(page: Any, stack: Stack) -> None:
     with stack.runner.api() as api:
         connection = api.get(f"/v2/external-calendars/connections/{connection_id}").json()["connection"]
         assert connection["externalAccountId"] == "alice"
-        assert connection["externalAccountEmail"] == "alice@oidc.test"
+        assert connection["externalAccountEmail"] == "alice@oidc.test"  # released at userinfo only
         assert {"calendar", "offline_access"} <= set(connection["scopesGranted"])
         token = api.post(f"/v2/external-calendars/connections/{connection_id}/access-token")
         assert token.status_code == 200, token.text
@@ -271,3 +281,34 @@ def test_the_runner_never_logs_codes_states_or_tokens(page: Any, stack: Stack) -
     assert query["code"][0] not in output
     assert query["state"][0] not in output
     assert query_of(oauth_url)["attempt"][0] not in output
+
+
+def test_keepalive_refreshes_a_connection_and_marks_a_revoked_grant_reauth_required(page: Any, stack: Stack) -> None:
+    # Given a connection of a provider whose keep-alive comes due at once, and the runner's job every 2 s
+    schedule_id = f"oidc-{secrets.token_hex(4)}"
+    before = stack.oidc.counts()
+    log_in_until_consent(page, stack, connect(stack, schedule_id, KEEPALIVE_PROVIDER_ID)["oauthUrl"], "frank")
+    connection_id = query_of(finish(page, stack, "approve"))["connectionId"][0]
+    # When the job has run: the authorization server granted a refresh beyond the code exchange
+    wait_until(lambda: stack.oidc.counts()["grantSuccess"] >= before["grantSuccess"] + 2, 60, "a keep-alive refresh")
+    # And then the person revokes the grant at the provider (RFC 7009 revocation of a token revokes its grant)
+    with stack.runner.api() as api:
+        token = api.post(f"/v2/external-calendars/connections/{connection_id}/access-token")
+    assert token.status_code == 200, token.text
+    revocation = httpx.get(stack.oidc.issuer + "/.well-known/openid-configuration").json()["revocation_endpoint"]
+    revoked = httpx.post(revocation, data={"token": token.json()["accessToken"]}, auth=(CLIENT_ID, stack.client_secret))
+    assert revoked.status_code == 200
+
+    # Then the next keep-alive run meets invalid_grant, and the connection becomes REAUTH_REQUIRED
+    def reauth_required() -> bool:
+        with stack.runner.api() as api:
+            answer = api.get(f"/v2/external-calendars/connections/{connection_id}")
+        return bool(answer.json()["connection"]["status"] == "REAUTH_REQUIRED")
+
+    wait_until(reauth_required, 60, "REAUTH_REQUIRED after the revocation")
+    with stack.runner.api() as api:
+        answer = api.post(f"/v2/external-calendars/connections/{connection_id}/access-token")
+    assert answer.status_code == 428
+    assert answer.json()["details"]["applicationError"]["code"] == "REAUTH_REQUIRED"
+    # And the runner printed its runs, one line each, this one's outcome among them
+    assert re.search(r"^keep-alive: \d+ due, \d+ refreshed, 1 reauth required, 0 failed", stack.runner.output(), re.M)

@@ -48,6 +48,12 @@ def test_the_quick_benchmark_prints_and_writes_every_row(tmp_path):
         "| boto3 and the DynamoDB client (the floor) |",
         "| first request (DynamoDB and provider calls on new connections, first-use setup) |",
         "Warm requests split",
+        "webhook delivery, 20 connection.created events",
+        "Keep-alive: one run over 200 due connections",
+        "| due / refreshed / reauth / failed / skipped | 200 / 200 / 0 / 0 / 0 |",
+        "| connections refreshed per second |",
+        "| DynamoDB per refreshed connection |",
+        "100 000 due connections, extrapolated",
     ):
         assert row in done.stdout and row in text, row
     assert "python -m bench --quick" in text

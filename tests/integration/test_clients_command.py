@@ -8,6 +8,8 @@ from calendar_connect.api_clients import hash_key
 from scripts.clients import main
 from tests.support.lambda_runtime import invoke, load_event
 
+EXAMPLE = "https://booking.example.com/calendar/"
+
 
 def test_register_then_revoke(environment, dynamodb, capsys):
     # Given a client registered with the command
@@ -38,3 +40,28 @@ def test_a_bad_prefix_is_refused(environment, dynamodb, capsys):
     else:
         raise AssertionError("an http prefix outside localhost was accepted")
     assert "https" in capsys.readouterr().err
+
+
+def test_a_deployed_table_without_a_region_says_how_to_name_one(environment, monkeypatch, tmp_path, capsys):
+    # Given a shell with no AWS region anywhere
+    for name in ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
+    # When a deployed table is named without --region, Then the command says what to add (no NoRegionError)
+    try:
+        main(["--table", "calendar-connect-ApiClientsTable-X", "register", "--name", "x", "--prefix", EXAMPLE])
+    except SystemExit as exit_:
+        assert exit_.code == 2
+    else:
+        raise AssertionError("no region, yet the command went on")
+    assert "--region" in capsys.readouterr().err
+
+
+def test_without_a_table_it_registers_in_make_runs_dynamodb(environment, dynamodb, monkeypatch, capsys):
+    # Given make run's DynamoDB Local (here: the test's), named only by its port
+    monkeypatch.setenv("DYNAMODB_PORT", dynamodb.endpoint.rsplit(":", 1)[1])
+    monkeypatch.delenv("API_CLIENTS_TABLE", raising=False)
+    assert main(["register", "--name", "Local site", "--prefix", EXAMPLE]) == 0
+    printed = dict(line.split(":", 1) for line in capsys.readouterr().out.strip().splitlines())
+    item = dynamodb.client().get_item(TableName="ApiClientsTable", Key={"clientId": {"S": printed["clientId"].strip()}})
+    assert item["Item"]["keyHash"]["S"] == hash_key(printed["apiKey"].strip())

@@ -61,6 +61,7 @@ def seed(
     connection_id: str | None = None,
     expires_in: int = 3600,
     refresh_token: str | None = None,
+    keepalive_due_at: int | None = None,
 ) -> Seeded:
     """A CONNECTED connection written as the callback writes one: tokens encrypted, bound to the id."""
     here = deployment.current()
@@ -89,6 +90,7 @@ def seed(
             updatedAt=iso(now),
             tokens=here.cipher.encrypt(connection_id, tokens),
             accessTokenExpiresAt=tokens.expires_at,
+            keepAliveDueAt=keepalive_due_at if keepalive_due_at is not None else provider.next_keepalive_at(now),
         )
     )
     return Seeded(connection_id, tokens)

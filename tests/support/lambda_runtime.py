@@ -11,15 +11,14 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from local.examples import EXAMPLE_API_KEY, EXAMPLE_CLIENT_ID, EXAMPLE_PREFIX
 from local.gateway import LambdaContext
 from local.template import ROOT, functions, load_template
 
 EVENTS = ROOT / "events"
-# The key the event files carry: an example for local use only, registered by the tests; no secret.
-EXAMPLE_API_KEY = "cc_example01_EventFilesOnlyThisKeyIsNotASecretAnywhere00"
-EXAMPLE_CLIENT_ID = "example01"
-EXAMPLE_PREFIX = "https://booking.example.com/calendar/"
+__all__ = ["EXAMPLE_API_KEY", "EXAMPLE_CLIENT_ID", "EXAMPLE_PREFIX"]  # the event files' client (local/examples.py)
 _modules: dict[str, ModuleType] = {}
+_GLOBAL_VARIABLES = load_template()["Globals"]["Function"]["Environment"]["Variables"]
 # The context a handler is invoked with: the memory the tests have always claimed, template.yaml's Timeout.
 MEMORY_MB = 512
 TIMEOUT_SECONDS = 20
@@ -39,10 +38,11 @@ def handler_module(function_name: str) -> ModuleType:
     return _modules[function_name]
 
 
-def invoke(function_name: str, event: dict[str, Any]) -> dict[str, Any]:
+def invoke(function_name: str, event: dict[str, Any], context: LambdaContext | None = None) -> dict[str, Any]:
+    """The handler's answer to `event`, with a fresh context of template.yaml's timeout unless one is given."""
     from calendar_connect.observability import metrics
 
-    context = LambdaContext(function_name, MEMORY_MB, TIMEOUT_SECONDS)
+    context = context or LambdaContext(function_name, MEMORY_MB, TIMEOUT_SECONDS)
     try:
         return handler_module(function_name).lambda_handler(event, context)
     finally:
@@ -92,6 +92,8 @@ def run_in_fresh_interpreter(function_dir: str, script: str, *args: str, env: di
             "AWS_REGION": "us-east-1",
             "AWS_DEFAULT_REGION": "us-east-1",
             "POWERTOOLS_METRICS_DISABLED": "true",
+            # As template.yaml sets them: Powertools' cold-start count is printed even with metrics disabled.
+            **{name: _GLOBAL_VARIABLES[name] for name in ("POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE")},
             "PENDING_TABLE": "pending",
             "CONNECTIONS_TABLE": "connections",
             "API_CLIENTS_TABLE": "api-clients",

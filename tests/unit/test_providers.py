@@ -80,3 +80,52 @@ def test_granted_scopes(providers):
     assert microsoft.missing_required_scopes(microsoft.granted_scopes("Calendars.Read openid")) == [
         "Calendars.ReadWrite"
     ]
+
+
+def test_credentials_resolve_in_one_place(providers):
+    from calendar_connect.credentials import resolve
+
+    google, apple = providers["google"], providers["apple"]
+    # The secret's current shape: client id and secret together
+    found = resolve(google, {"google": {"client_id": "id-1", "client_secret": "s-1"}}, environ={})
+    assert (found.client_id, found.client_secret) == ("id-1", "s-1")
+    assert "s-1" not in repr(found)
+    # Its first shape: the secret only; the client id from the entry (or nothing: not configured)
+    assert resolve(google, {"google": "s-2"}, environ={}) is None
+    with_id = google.model_copy(update={"client_id": "id-3"})
+    assert resolve(with_id, {"google": "s-2"}, environ={}).client_secret == "s-2"
+    # The environment, as the local runner configures providers
+    assert resolve(with_id, {}, environ={"GOOGLE_CLIENT_SECRET": "s-4"}).client_secret == "s-4"
+    # A client id alone, or nothing, is not configured
+    assert resolve(with_id, {}, environ={}) is None
+    assert resolve(google, {"google": {"client_secret": "s-5"}}, environ={}) is None
+    # A public client ("none") needs no secret
+    public = with_id.model_copy(update={"token_endpoint_auth_method": "none"})
+    assert resolve(public, {}, environ={}).client_secret is None
+    assert resolve(apple, {}, environ={}) is None  # no OAuth client; the list offers it for its credentials
+
+
+def test_keepalive_defaults_to_a_week_and_a_file_can_change_it(tmp_path, providers):
+    # Given the built-ins and a deployment file that shortens one provider's keep-alive
+    extra = tmp_path / "providers.yaml"
+    extra.write_text("google:\n  keepalive_seconds: 86400\n")
+    # Then every built-in keeps its refresh token alive weekly unless told otherwise
+    assert {p.keepalive_seconds for p in providers.values()} == {604800}
+    assert load_providers(str(extra))["google"].keepalive_seconds == 86400
+
+
+def test_a_keepalive_of_zero_is_refused(tmp_path):
+    extra = tmp_path / "providers.yaml"
+    extra.write_text("google:\n  keepalive_seconds: 0\n")
+    with pytest.raises(ValueError, match="keepalive_seconds"):
+        load_providers(str(extra))
+
+
+def test_the_next_keepalive_falls_between_80_and_90_percent_and_is_spread(providers):
+    # Given a week-long keep-alive; When many connections used at the same second are scheduled
+    google = providers["google"]
+    due = [google.next_keepalive_at(1_000_000) - 1_000_000 for _ in range(200)]
+    # Then each comes due before the provider's limit with a tenth of it left for retries, and they do not
+    # all come due in the same hourly run
+    assert all(0.8 * 604800 <= d <= 0.9 * 604800 for d in due)
+    assert len({d // 3600 for d in due}) > 10

@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
-import pytest
+from urllib.parse import urljoin, urlsplit
 
-from calendar_connect.return_urls import ReturnUrlError, is_allowed, validate_return_url, with_outcome
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from calendar_connect.return_urls import (
+    ReturnUrlError,
+    is_allowed,
+    remove_dot_segments,
+    validate_prefix,
+    validate_return_url,
+    with_outcome,
+)
 
 PREFIXES = ["https://booking.example.com/calendar/", "http://127.0.0.1:3000/"]
 
@@ -77,3 +88,97 @@ def test_outcome_keeps_the_return_urls_parameters_and_ours_win():
         "https://b.example.com/cb?tab=1&error=spoofed", [("error", "reject"), ("reason", "access_denied")]
     )
     assert url == "https://b.example.com/cb?tab=1&error=reject&reason=access_denied"
+
+
+# --- dot segments: what a browser resolves is what is checked, stored and redirected to ---------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("/a/b/c/./../../g", "/a/g"),  # RFC 3986 §5.2.4's own example
+        ("/a/..", "/"),
+        ("/a/.", "/a/"),
+        ("/..", "/"),
+        ("/../../x", "/x"),
+        ("/a//../b", "/a/b"),
+        ("/a/b/../c/", "/a/c/"),
+        ("/a/.../b", "/a/.../b"),  # three dots are an ordinary segment
+        ("/a/..b/.c", "/a/..b/.c"),
+        ("/", "/"),
+        ("", ""),
+    ],
+)
+def test_remove_dot_segments(path, expected):
+    assert remove_dot_segments(path) == expected
+
+
+@given(st.lists(st.sampled_from(["a", "bc", ".", ".."]), max_size=12), st.booleans())
+def test_remove_dot_segments_agrees_with_the_standard_library_resolver(segments, trailing_slash):
+    # urllib.parse.urljoin resolves references as RFC 3986 §5.2 says: an independent oracle, for paths without
+    # empty segments (it drops those, where the RFC keeps them; the cases above cover them).
+    path = "/" + "/".join(segments) + ("/" if trailing_slash and segments else "")
+    assert remove_dot_segments(path) == urlsplit(urljoin("https://h.example/", path)).path
+
+
+CAL = ["https://b.example.com/cal/"]
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://b.example.com/cal/../admin",
+        "https://b.example.com/cal/%2e%2e/admin",
+        "https://b.example.com/cal/.%2e/admin",
+        "https://b.example.com/cal/%2e./admin",
+        "https://b.example.com/cal/%2E%2E/admin",
+        "https://b.example.com/cal/./../admin",
+        "https://b.example.com/cal/%2E/%2e%2E/admin",
+        "https://b.example.com/cal/x/../../admin?next=1",
+        "https://b.example.com/cal/..",
+        "https://b.example.com/cal/%2e%2e",
+    ],
+)
+def test_a_path_that_resolves_outside_the_prefix_is_not_allowed(url):
+    normalised = validate_return_url(url)
+    assert not urlsplit(normalised).path.startswith("/cal/")
+    assert not is_allowed(url, CAL)
+    assert not is_allowed(normalised, CAL)
+
+
+@pytest.mark.parametrize(
+    ("url", "normalised"),
+    [
+        ("https://b.example.com/cal/x/../done?tab=1&y=%20", "https://b.example.com/cal/done?tab=1&y=%20"),
+        ("https://b.example.com/cal/./%2e/done", "https://b.example.com/cal/done"),
+        ("https://b.example.com/cal/a/%2E%2E/", "https://b.example.com/cal/"),
+        ("https://b.example.com/cal/%7Eme/%c3%a9", "https://b.example.com/cal/~me/%C3%A9"),
+        ("https://b.example.com/cal/done?x=../..", "https://b.example.com/cal/done?x=../.."),  # the query is kept
+    ],
+)
+def test_a_path_that_stays_inside_is_allowed_in_its_normal_form(url, normalised):
+    assert validate_return_url(url) == normalised
+    assert is_allowed(url, CAL)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://b.example.com/cal/..%2Fadmin",  # a server that decodes before routing reads /admin
+        "https://b.example.com/cal/..%2fadmin",
+        "https://b.example.com/cal/..%5Cadmin",
+        "https://b.example.com/cal/..;/admin",  # Tomcat and Spring drop `;x` first
+        "https://b.example.com/cal/%2e%2e;x/admin",
+    ],
+)
+def test_encoded_separators_and_dot_segments_with_parameters_are_refused(url):
+    with pytest.raises(ReturnUrlError):
+        validate_return_url(url)
+
+
+def test_a_prefix_with_dot_segments_is_refused():
+    with pytest.raises(ReturnUrlError):
+        validate_prefix("https://b.example.com/cal/../")
+    with pytest.raises(ReturnUrlError):
+        validate_prefix("https://b.example.com/cal/%2e%2e/x/")
+    assert validate_prefix("https://b.example.com/cal/") == "https://b.example.com/cal/"

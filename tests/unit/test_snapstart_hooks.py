@@ -66,40 +66,38 @@ def test_priming_makes_the_kms_client_but_no_data_key():
     assert source._client is not None and source._current is None
 
 
-def test_the_secrets_manager_client_is_made_once_and_a_secret_fetched_only_when_first_needed():
+def test_the_secrets_manager_client_is_made_once_and_a_secret_fetched_only_when_first_needed(monkeypatch):
     from botocore.stub import Stubber
 
-    from calendar_connect import oauth_client
-    from calendar_connect.providers import ClientSecretSource, Provider
+    from calendar_connect import credentials
 
-    oauth_client.reset_caches()
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    for table in ("PENDING_TABLE", "CONNECTIONS_TABLE", "API_CLIENTS_TABLE"):
+        monkeypatch.setenv(table, table)
+    secret_id = "arn:aws:secretsmanager:us-east-1:000000000000:secret:cc"
+    deployment.reset()
     try:
-        # Given the container's Secrets Manager provider, made as priming makes it
-        source = oauth_client.secrets_manager()
-        assert oauth_client.secrets_manager() is source
-        secret_id = "arn:aws:secretsmanager:us-east-1:000000000000:secret:cc"
-        provider = Provider(
-            id="google",
-            name="Google",
-            calendar_type="GOOGLE",
-            authorization_endpoint="https://accounts.example/authorize",
-            token_endpoint="https://accounts.example/token",
-            client_secret=ClientSecretSource(secrets_manager_key="google"),
-        )
-        # When a request first needs a client secret (Secrets Manager answered at the client's edge)
+        # Given the container's secrets reader, made as priming makes it (no secret read)
+        credentials.prime(secret_id)
+        source = credentials._secrets_provider()
+        assert credentials._secrets_provider() is source
+        # When a request first needs the client secrets (Secrets Manager answered at the client's edge)
         with Stubber(source.client) as stub:
             stub.add_response(
                 "get_secret_value", {"SecretString": '{"google": "from-secrets"}'}, {"SecretId": secret_id}
             )
-            secret = oauth_client.client_secret(provider, secret_id)
-            # Then it comes from that provider's one call
+            stored = credentials.stored_credentials(secret_id)
+            # Then it comes from that one call, the first after priming
             stub.assert_no_pending_responses()
-        assert secret == "from-secrets"
+        assert stored == {"google": "from-secrets"}
+        # And a restore closes its pooled connections, keeping the reader and what it read
+        credentials.drop_connections()
+        assert credentials._secrets_provider() is source
     finally:
-        oauth_client.reset_caches()
+        deployment.reset()
 
 
-def test_both_functions_snapshot_their_published_versions_and_are_invoked_through_the_alias():
+def test_both_request_functions_snapshot_their_published_versions_and_are_invoked_through_the_alias():
     from local.template import functions, load_template
 
     template = load_template()
@@ -111,4 +109,7 @@ def test_both_functions_snapshot_their_published_versions_and_are_invoked_throug
     assert function["AutoPublishAlias"]
     for name in functions(template):
         properties = template["Resources"][name]["Properties"]
-        assert "SnapStart" not in properties and "AutoPublishAlias" not in properties, name
+        assert "AutoPublishAlias" not in properties, name
+        # The request functions keep the snapshot; the schedule and stream functions, which no user waits on, opt out
+        expected = None if name in {"InitiateFunction", "CallbackFunction"} else {"ApplyOn": "None"}
+        assert properties.get("SnapStart") == expected, name

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
+from . import deadline as invocation
 from .deployment import Deployment
 from .errors import (
     AuthorizationFailure,
@@ -27,7 +28,6 @@ from .models import ApiClient, ConnectionRecord, ConnectionStatus, Dialect, Pend
 from .oauth_client import (
     ProviderCallFailed,
     ProviderConfigurationError,
-    client_secret,
     exchange_code,
     fetch_userinfo,
     id_token_claims,
@@ -35,7 +35,16 @@ from .oauth_client import (
     token_set_fields,
     with_discovered_endpoints,
 )
-from .observability import logger
+from .observability import (
+    AUTHORIZATION_FINISHED,
+    AUTHORIZATION_STARTED,
+    START_LINK_EXPIRED,
+    START_LINK_OPENED,
+    count,
+    follow_attempt,
+    follow_connection,
+    logger,
+)
 from .providers import Provider
 from .return_urls import ReturnUrlError, is_allowed, validate_return_url, with_outcome
 
@@ -95,7 +104,7 @@ def start_authorization(
 ) -> StartedAuthorization:
     """Record a pending authorization and answer the URL to send the person's browser to."""
     try:
-        validate_return_url(return_url)
+        return_url = validate_return_url(return_url)  # normalised: checked, stored and redirected to as is
     except ReturnUrlError as error:
         raise InvalidArgument.for_field(return_url_field, str(error)) from None
     provider = deployment.provider(provider_id)
@@ -104,6 +113,10 @@ def start_authorization(
     if not provider.connects_by_oauth:
         raise FailedPrecondition(
             f"Provider {provider.id} does not connect by OAuth", application_code="NOT_SUPPORTED_BY_PROVIDER"
+        )
+    if deployment.credentials(provider) is None:
+        raise FailedPrecondition(
+            f"Provider {provider.id} has no OAuth client in this deployment", application_code="PROVIDER_NOT_CONFIGURED"
         )
     if not is_allowed(return_url, client.allowedReturnUrlPrefixes):
         raise PermissionDenied(f"{return_url_field} is outside this client's allowed return-URL prefixes")
@@ -119,8 +132,10 @@ def start_authorization(
     redirect_uri = base_url.rstrip("/") + CALLBACK_PATH
     expires_at = now + provider.timeout_seconds
     binding = deployment.settings.browser_binding
+    state_hash = hash_secret(state)
+    follow_attempt(state_hash)
     pending = PendingAuthorization(
-        stateHash=hash_secret(state),
+        stateHash=state_hash,
         providerId=provider.id,
         clientId=client.clientId,
         scheduleId=schedule_id,
@@ -141,7 +156,10 @@ def start_authorization(
         url = _with_query(base_url.rstrip("/") + START_PATH, {"attempt": state})
     else:
         url = authorization_url(provider, pending, state)
-    logger.info("authorization started", extra={"providerId": provider.id, "clientId": client.clientId})
+    logger.info(
+        "authorization started", extra={"providerId": provider.id, "clientId": client.clientId, "dialect": dialect}
+    )
+    count(AUTHORIZATION_STARTED, known_providers=deployment.providers, provider=provider.id, dialect=dialect)
     return StartedAuthorization(url=url, timeout_seconds=provider.timeout_seconds, expires_at=expires_at)
 
 
@@ -221,6 +239,13 @@ _UNKNOWN = Page(
     "Unknown or missing sign-in attempt",
     "This link is not part of a sign-in in progress. Start connecting your calendar again from the website.",
 )
+# A browser that is not the one the attempt is bound to; says nothing of how the attempt stands.
+_ANOTHER_BROWSER = Page(
+    403,
+    "This sign-in was opened in another browser",
+    "For your safety, finish connecting your calendar in the browser where you opened the link, "
+    "or start again from the website.",
+)
 _STORAGE_DOWN = Page(
     503, "Temporarily unavailable", "We could not finish connecting your calendar. Please try again in a moment.", 5
 )
@@ -238,58 +263,75 @@ def _live_attempt(deployment: Deployment, state_hash: str, now: int) -> PendingA
     if pending is None:
         return _UNKNOWN
     if now >= pending.expiresAt:
+        logger.info("start link expired", extra={"providerId": pending.providerId})
+        count(START_LINK_EXPIRED, known_providers=deployment.providers, provider=pending.providerId)
         return Redirect(outcome_url(pending, _failure("internal", "expired")))
     return pending
+
+
+def _holds_binding(pending: PendingAuthorization, presented: str | None) -> bool:
+    """Whether the browser presented the cookie whose hash the attempt keeps."""
+    return bool(
+        pending.browserBindingHash
+        and presented
+        and hmac.compare_digest(hash_secret(presented), pending.browserBindingHash)
+    )
+
+
+def _is_bound_browser(pending: PendingAuthorization, presented: str | None) -> bool:
+    """Whether this browser may use the attempt: any when it needs no binding, else only the one that bound it."""
+    return not pending.requiresBrowserBinding or _holds_binding(pending, presented)
+
+
+def _binding_cookie(name: str, token: str, pending: PendingAuthorization, now: int, secure: bool) -> str:
+    # Path: the directory of both browser endpoints, so Back or reload on the start hop presents it too.
+    path = urlsplit(pending.redirectUri).path.rsplit("/", 1)[0] + "/"
+    return f"{name}={token}; Max-Age={max(pending.expiresAt - now, 1)}; Path={path}; HttpOnly; SameSite=Lax" + (
+        "; Secure" if secure else ""
+    )
 
 
 def open_attempt(
     deployment: Deployment, attempt: str | None, cookies: dict[str, str], secure_cookie: bool, now: int | None = None
 ) -> Redirect | Page:
-    """The optional hop: bind the attempt to this browser, then send it to the provider."""
+    """The optional hop: bind the attempt to this browser, then send it to the provider.
+
+    An unopened link is a bearer link, so it opens only within START_LINK_SECONDS of initiate; once bound,
+    the browser that bound it may come back (Back, reload) until the attempt's own expiry."""
     now = int(time.time()) if now is None else now
     if not attempt:
         return _UNKNOWN
     state_hash = hash_secret(attempt)
+    follow_attempt(state_hash)
     pending = _live_attempt(deployment, state_hash, now)
     if not isinstance(pending, PendingAuthorization):
         return pending
-    if pending.status == "DONE" and pending.outcome:
-        return Redirect(outcome_url(pending, pending.outcome))
     name = binding_cookie_name(state_hash)
-    presented = cookies.get(name)
     if pending.browserBindingHash is not None:
-        if presented and hmac.compare_digest(hash_secret(presented), pending.browserBindingHash):
-            return _to_provider(deployment, pending, attempt, [])  # the same browser, reloading
-        return Page(
-            403,
-            "This link was opened in another browser",
-            "For your safety, finish connecting your calendar in the browser where you started, "
-            "or start again from the website.",
-        )
+        if not _holds_binding(pending, cookies.get(name)):
+            return _ANOTHER_BROWSER
+        if pending.status != "PENDING":  # finished (or finishing) in this browser: its outcome again
+            return Redirect(outcome_url(pending, _replayed_outcome(deployment, pending, now)))
+        return _to_provider(deployment, pending, attempt, [])
+    if now >= pending.createdAt + deployment.settings.start_link_seconds:
+        return Redirect(outcome_url(pending, _failure("internal", "expired")))
     token = secrets.token_urlsafe(32)
     try:
         bound = deployment.storage.pending.bind_browser(state_hash, hash_secret(token), now)
     except StorageUnavailable:
         return _STORAGE_DOWN
-    if not bound:
-        return Page(
-            403,
-            "This link was opened in another browser",
-            "For your safety, finish connecting your calendar in the browser where you started, "
-            "or start again from the website.",
-        )
-    cookie = (
-        f"{name}={token}; Max-Age={max(pending.expiresAt - now, 1)}; Path={CALLBACK_PATH}; "
-        "HttpOnly; SameSite=Lax" + ("; Secure" if secure_cookie else "")
-    )
-    return _to_provider(deployment, pending, attempt, [cookie])
+    if not bound:  # another browser bound it since the read, or it was used without the hop
+        return _ANOTHER_BROWSER
+    logger.info("start link opened", extra={"providerId": pending.providerId})
+    count(START_LINK_OPENED, known_providers=deployment.providers, provider=pending.providerId)
+    return _to_provider(deployment, pending, attempt, [_binding_cookie(name, token, pending, now, secure_cookie)])
 
 
 def _to_provider(
     deployment: Deployment, pending: PendingAuthorization, state: str, cookies: list[str]
 ) -> Redirect | Page:
-    provider = deployment.provider(pending.providerId)
     try:
+        provider = deployment.provider(pending.providerId)
         if provider is None:
             raise ProviderConfigurationError(pending.providerId)
         provider = with_discovered_endpoints(provider)
@@ -307,41 +349,73 @@ def finish_authorization(
     if not state:
         return _UNKNOWN
     state_hash = hash_secret(state)
+    follow_attempt(state_hash)
     store = deployment.storage.pending
-    # No read first: the one conditional UpdateItem answers the attempt, claimed or not (as _live_attempt would).
+    presented = cookies.get(binding_cookie_name(state_hash))
+    # No read first: the one conditional UpdateItem answers the attempt, claimed or not (as _live_attempt would);
+    # its condition includes the browser binding, so a callback from another browser leaves the attempt unused.
     try:
-        claim = store.claim(state_hash, now)
+        claim = store.claim(state_hash, now, hash_secret(presented) if presented else None)
     except StorageUnavailable:
         return _STORAGE_DOWN  # nothing was read, so there is no trusted return URL to send the browser to
     pending = claim.pending
     if pending is None:
         return _UNKNOWN
     if now >= pending.expiresAt:  # before anything else; DynamoDB's TTL deletes only within about two days
-        return Redirect(outcome_url(pending, _failure("internal", "expired")))
-    if not claim.claimed:  # already used (CONSUMED or DONE): the first callback's outcome
+        outcome = _failure("internal", "expired")
+        _finished(deployment, pending, outcome, now)
+        return Redirect(outcome_url(pending, outcome))
+    if not _is_bound_browser(pending, presented):
+        return _ANOTHER_BROWSER  # the code is not redeemed; the bound browser can still finish
+    if not claim.claimed:  # already used (CONSUMED or DONE): the first callback's outcome, to the bound browser
         return Redirect(outcome_url(pending, _replayed_outcome(deployment, pending, now)))
 
-    presented = cookies.get(binding_cookie_name(state_hash))
-    if pending.requiresBrowserBinding and not (
-        pending.browserBindingHash
-        and presented
-        and hmac.compare_digest(hash_secret(presented), pending.browserBindingHash)
-    ):
-        outcome = _failure("internal", "browser_mismatch")
-    else:
-        try:
-            outcome = {"connectionId": _connect(deployment, pending, params, now)}
-        except AuthorizationFailure as failure:
-            outcome = _failure(failure.error, failure.reason)
-    logger.info(
-        "authorization finished",
-        extra={"providerId": pending.providerId, "outcome": outcome.get("reason", "connected")},
-    )
+    try:
+        _require_active_client(deployment, pending.clientId)
+        outcome = {"connectionId": _connect(deployment, pending, params, now)}
+    except AuthorizationFailure as failure:
+        outcome = _failure(failure.error, failure.reason)
+    _finished(deployment, pending, outcome, now)
     try:
         store.record_outcome(state_hash, outcome)
     except StorageUnavailable:
         logger.warning("outcome not recorded; a repeated callback will not replay it")
     return Redirect(outcome_url(pending, outcome))
+
+
+def _require_active_client(deployment: Deployment, client_id: str) -> None:
+    """Before any code is redeemed: an attempt whose API client was revoked since initiate obtains no tokens."""
+    try:
+        active = deployment.storage.api_clients.is_active(client_id)
+    except StorageUnavailable:
+        raise AuthorizationFailure("internal", "storage_unavailable") from None
+    if not active:
+        raise AuthorizationFailure("internal", "client_revoked")
+
+
+def _finished(deployment: Deployment, pending: PendingAuthorization, outcome: dict[str, str], now: int) -> None:
+    """An attempt's end, once per outcome: its log line (`make run` prints a summary of it) and its count."""
+    if "connectionId" in outcome:
+        follow_connection(outcome["connectionId"])
+    ended, reason = outcome.get("error", "connected"), outcome.get("reason", "none")
+    logger.info(
+        "authorization finished",
+        extra={
+            "providerId": pending.providerId,
+            "dialect": pending.dialect,
+            "outcome": ended,
+            "reason": reason,
+            "attemptSeconds": now - pending.createdAt,
+        },
+    )
+    count(
+        AUTHORIZATION_FINISHED,
+        known_providers=deployment.providers,
+        provider=pending.providerId,
+        dialect=pending.dialect,
+        outcome=ended,
+        reason=reason,
+    )
 
 
 def _replayed_outcome(deployment: Deployment, pending: PendingAuthorization, now: int) -> dict[str, str]:
@@ -350,7 +424,8 @@ def _replayed_outcome(deployment: Deployment, pending: PendingAuthorization, now
     delay = 0.05
     current: PendingAuthorization | None = pending
     while current is not None and current.status != "DONE" and time.monotonic() < deadline:
-        time.sleep(delay)
+        if not invocation.sleep(delay):
+            break  # the invocation's own deadline comes first
         delay = min(delay * 2, 0.5)
         try:
             current = deployment.storage.pending.get(pending.stateHash)
@@ -367,7 +442,11 @@ def connection_id_for(client_id: str, provider_id: str, schedule_id: str, accoun
 
 
 def _connect(deployment: Deployment, pending: PendingAuthorization, params: dict[str, str], now: int) -> str:
-    provider = deployment.provider(pending.providerId)
+    try:
+        provider = deployment.provider(pending.providerId)
+    except ProviderConfigurationError:
+        logger.exception("provider credentials unreadable")
+        provider = None
     if provider is None:
         raise AuthorizationFailure("internal", "provider_error")
     if params.get("error"):
@@ -379,7 +458,7 @@ def _connect(deployment: Deployment, pending: PendingAuthorization, params: dict
         raise AuthorizationFailure("internal", "provider_error")
     try:
         provider = with_discovered_endpoints(provider)
-        secret = client_secret(provider, deployment.settings.client_secrets_id)
+        secret = deployment.client_secret(provider)
     except ProviderConfigurationError:
         logger.exception("provider misconfigured")
         raise AuthorizationFailure("internal", "provider_error") from None
@@ -416,6 +495,7 @@ def _connect(deployment: Deployment, pending: PendingAuthorization, params: dict
         updatedAt=stamp,
         tokens=deployment.cipher.encrypt(connection_id, tokens),
         accessTokenExpiresAt=tokens.expires_at,
+        keepAliveDueAt=provider.next_keepalive_at(now),
     )
     try:
         deployment.storage.connections.upsert_connected(record)
@@ -427,9 +507,13 @@ def _connect(deployment: Deployment, pending: PendingAuthorization, params: dict
 
 
 def _identify(provider: Provider, body: dict, tokens: TokenSet, nonce: str | None) -> tuple[str, str | None]:
-    """The external account: ID token claims when there is one, else the userinfo endpoint."""
+    """The external account: ID token claims when there is one, else the userinfo endpoint.
+
+    An ID token without an e-mail claim leaves the e-mail to userinfo (OIDC Core 5.4), best effort.
+    """
+    id_token = body.get("id_token")
+    from_id_token = isinstance(id_token, str) and bool(id_token)
     try:
-        id_token = body.get("id_token")
         if isinstance(id_token, str) and id_token:
             claims = id_token_claims(id_token, provider, nonce)
             id_fields = provider.account_id_claims
@@ -442,8 +526,30 @@ def _identify(provider: Provider, body: dict, tokens: TokenSet, nonce: str | Non
     parts = [claims.get(name) for name in id_fields]
     if not parts or not all(isinstance(p, str) and p for p in parts):
         raise AuthorizationFailure("internal", "provider_error")
-    email = next((claims[n] for n in provider.email_claims if isinstance(claims.get(n), str) and claims[n]), None)
+    email = _email(provider, claims)
+    if email is None and from_id_token and provider.userinfo_endpoint:
+        try:
+            userinfo = fetch_userinfo(provider, tokens.access_token)
+        except ProviderCallFailed as error:
+            logger.info("no e-mail from userinfo", extra={"cause": error.reason})
+        else:
+            if _same_account(provider, claims, userinfo):
+                email = _email(provider, userinfo)
     return ":".join(str(p) for p in parts), email
+
+
+def _same_account(provider: Provider, id_claims: dict, userinfo: dict) -> bool:
+    """OIDC Core 5.3.2: userinfo about another subject than the ID token's must not be used. An OpenID userinfo
+    answer has `sub`; another (Microsoft Graph's /me) names the account by its own fields, found in the ID token."""
+    if "sub" in userinfo:
+        return userinfo["sub"] == id_claims.get("sub")
+    own = [userinfo.get(name) for name in provider.userinfo_account_id_fields]
+    known = {id_claims.get(name) for name in provider.account_id_claims}
+    return bool(own) and all(isinstance(v, str) and v and v in known for v in own)
+
+
+def _email(provider: Provider, claims: dict) -> str | None:
+    return next((claims[n] for n in provider.email_claims if isinstance(claims.get(n), str) and claims[n]), None)
 
 
 def _revoke_quietly(provider: Provider, secret: str | None, tokens: TokenSet) -> None:

@@ -6,7 +6,9 @@ StorageUnavailable propagates: the API answers it as 503 UNAVAILABLE in one plac
 from __future__ import annotations
 
 import time
+from enum import Enum
 
+from . import deadline as invocation
 from .dal import decode_cursor, encode_cursor
 from .deployment import Deployment
 from .errors import FailedPrecondition, Internal, InvalidArgument, NotFound, StorageUnavailable, Unavailable
@@ -23,19 +25,26 @@ from .models import (
 from .oauth_client import (
     ProviderCallFailed,
     ProviderConfigurationError,
-    client_secret,
     refresh,
     revoke,
     token_set_fields,
     with_discovered_endpoints,
 )
-from .observability import logger
+from .observability import (
+    ACCESS_TOKEN_REFRESHED,
+    ACCESS_TOKEN_SERVED,
+    count,
+    follow_connection,
+    logger,
+)
+from .observability import REAUTH_REQUIRED as REAUTH_REQUIRED_METRIC
 from .providers import Provider
 from .token_cipher import DecryptionError
 
 REFRESH_MARGIN_SECONDS = 300  # refresh when the token expires within 5 minutes
 _LEASE_SECONDS = 30
 _WAIT_SECONDS = 20.0
+REAUTH_REQUIRED = "REAUTH_REQUIRED"  # the application code of a connection the provider no longer honours
 _MAX_ID_BYTES = 256  # ours are UUIDs; DynamoDB refuses partition keys over 2048 bytes
 
 
@@ -67,18 +76,19 @@ def list_connections(
 
 
 def _provider(deployment: Deployment, record: ConnectionRecord) -> tuple[Provider, str | None]:
-    provider = deployment.provider(record.providerId)
-    if provider is None:
-        raise Internal("The connection's provider is no longer configured")
     try:
+        provider = deployment.provider(record.providerId)
+        if provider is None:
+            raise Internal("The connection's provider is no longer configured")
         provider = with_discovered_endpoints(provider)
-        return provider, client_secret(provider, deployment.settings.client_secrets_id)
+        return provider, deployment.client_secret(provider)
     except ProviderConfigurationError:
         logger.exception("provider misconfigured")
         raise Unavailable("The provider cannot be reached as configured") from None
 
 
-def _tokens(deployment: Deployment, record: ConnectionRecord) -> TokenSet | None:
+def stored_tokens(deployment: Deployment, record: ConnectionRecord) -> TokenSet | None:
+    """The connection's tokens, decrypted; Internal when they cannot be, Unavailable when KMS is down."""
     if record.tokens is None:
         return None
     try:
@@ -112,7 +122,7 @@ def _revoke(deployment: Deployment, record: ConnectionRecord) -> bool | None:
 
     Whatever happens here, the caller erases the tokens: a failed revocation never keeps them.
     """
-    configured = deployment.provider(record.providerId)
+    configured = deployment.providers.get(record.providerId)
     if configured is None or not (configured.revocation_endpoint or configured.discovery):
         return None
     try:
@@ -143,33 +153,31 @@ def _revoke(deployment: Deployment, record: ConnectionRecord) -> bool | None:
 
 def access_token(deployment: Deployment, client: ApiClient, connection_id: str) -> AccessTokenResponse:
     """A token valid for at least 5 more minutes; one refresh at the provider however many ask at once."""
-    deadline = time.monotonic() + _WAIT_SECONDS
+    wait_until = time.monotonic() + _WAIT_SECONDS
     delay = 0.05
-    connections = deployment.storage.connections
     waited_on: int | None = None  # the version someone else was refreshing when this call began to wait
     while True:
         now = int(time.time())
         record = get_owned(deployment, client, connection_id)
+        follow_connection(record.connectionId)
         _refuse_unusable(record)
-        tokens = _tokens(deployment, record)
+        tokens = stored_tokens(deployment, record)
         if tokens is None:
             raise Internal("The connection has no tokens")
         if tokens.expires_at - now > REFRESH_MARGIN_SECONDS:
-            return _answer(tokens)
+            return _served(deployment, record, tokens)
         if waited_on is not None and record.version > waited_on and tokens.expires_at > now:
             # Refreshed by the call we waited for: a provider granting under 5 minutes must not get one refresh each.
-            return _answer(tokens)
-        lease_free = record.refreshLeaseUntil is None or record.refreshLeaseUntil < now
-        if lease_free and connections.acquire_refresh_lease(connection_id, record.version, now, now + _LEASE_SECONDS):
-            answer = _refresh(deployment, record, tokens, now)
-            if answer is not None:
-                return answer
-            # The connection changed during the refresh (reconnected, disconnected): its new state answers.
-        else:
+            return _served(deployment, record, tokens)
+        outcome = refresh_connection(deployment, record, tokens, now)
+        if isinstance(outcome, TokenSet):
+            count(ACCESS_TOKEN_REFRESHED, known_providers=deployment.providers, provider=record.providerId)
+            return _served(deployment, record, outcome)
+        if outcome is Contended.LEASE_HELD:
             waited_on = record.version if waited_on is None else waited_on
-        if time.monotonic() > deadline:
+        # Contended.CHANGED (reconnected, disconnected during the refresh): its new state answers.
+        if time.monotonic() > wait_until or not invocation.sleep(delay):
             raise Unavailable("The token refresh is taking too long; try again", retry_after=2)
-        time.sleep(delay)
         delay = min(delay * 2, 0.5)
 
 
@@ -183,22 +191,39 @@ def _refuse_unusable(record: ConnectionRecord) -> None:
 def _reauth_required() -> FailedPrecondition:
     return FailedPrecondition(
         "The provider no longer honours this connection; the person must connect again",
-        application_code="REAUTH_REQUIRED",
+        application_code=REAUTH_REQUIRED,
     )
 
 
-def _answer(tokens: TokenSet) -> AccessTokenResponse:
+def _served(deployment: Deployment, record: ConnectionRecord, tokens: TokenSet) -> AccessTokenResponse:
+    count(ACCESS_TOKEN_SERVED, known_providers=deployment.providers, provider=record.providerId)
     return AccessTokenResponse(accessToken=tokens.access_token, expiresAt=iso(tokens.expires_at))
 
 
-def _refresh(
-    deployment: Deployment, record: ConnectionRecord, tokens: TokenSet, now: int
-) -> AccessTokenResponse | None:
-    """Holding the lease: one refresh at the provider, written only over the version it started from.
+class Contended(Enum):
+    """Why refresh_connection did not refresh: someone else holds the connection."""
 
-    None when the connection changed meanwhile; the caller reads it again.
+    LEASE_HELD = "lease_held"  # another caller is refreshing this version (or it moved on before the lease)
+    CHANGED = "changed"  # changed during the refresh (reconnected, disconnected): read it again
+
+
+def refresh_connection(
+    deployment: Deployment, record: ConnectionRecord, tokens: TokenSet, now: int
+) -> TokenSet | Contended:
+    """The one rotation-safe refresh, for the access-token route and the keep-alive job alike.
+
+    Takes the refresh lease over the record's version, refreshes once at the provider, and writes the new
+    tokens (a rotated refresh token among them) and the next keep-alive time over that same version.
+    On invalid_grant the connection becomes REAUTH_REQUIRED and FailedPrecondition(REAUTH_REQUIRED) is
+    raised; a provider failure raises Unavailable, storage StorageUnavailable, both after releasing the lease
+    and changing nothing else.
     """
     connections = deployment.storage.connections
+    lease_free = record.refreshLeaseUntil is None or record.refreshLeaseUntil < now
+    if not (
+        lease_free and connections.acquire_refresh_lease(record.connectionId, record.version, now, now + _LEASE_SECONDS)
+    ):
+        return Contended.LEASE_HELD
     try:
         provider, secret = _provider(deployment, record)
         if not tokens.refresh_token:
@@ -208,8 +233,9 @@ def _refresh(
     except ProviderCallFailed as error:
         if error.oauth_error == "invalid_grant":
             if connections.mark_reauth_required(record.connectionId, record.version, iso(now)) is None:
-                return None
+                return Contended.CHANGED
             logger.info("refresh token no longer honoured", extra={"connectionId": record.connectionId})
+            count(REAUTH_REQUIRED_METRIC, known_providers=deployment.providers, provider=record.providerId)
             raise _reauth_required() from None
         _release_lease(deployment, record)
         logger.warning("refresh failed", extra={"cause": error.reason, "oauthError": error.oauth_error})
@@ -226,14 +252,15 @@ def _refresh(
             deployment.cipher.encrypt(record.connectionId, fresh),
             fresh.expires_at,
             iso(now),
+            provider.next_keepalive_at(now),
         )
     except BaseException:
         _release_lease(deployment, record)
         raise
     if stored is None:
         logger.warning("connection changed during refresh", extra={"connectionId": record.connectionId})
-        return None
-    return _answer(fresh)
+        return Contended.CHANGED
+    return fresh
 
 
 def _release_lease(deployment: Deployment, record: ConnectionRecord) -> None:

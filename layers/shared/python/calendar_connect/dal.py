@@ -1,21 +1,30 @@
-"""The only module that touches DynamoDB: three small stores behind one low-level client."""
+"""The only module that touches DynamoDB: four small stores behind one low-level client."""
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
-from collections.abc import Callable, Iterator
+import zlib
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import boto3
 from boto3.dynamodb.types import Binary, TypeDeserializer, TypeSerializer
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from . import aws_calls
 from .errors import StorageUnavailable
-from .models import ApiClient, ConnectionRecord, ConnectionStatus, PendingAuthorization
+from .models import (
+    ApiClient,
+    ConnectionRecord,
+    ConnectionStatus,
+    PendingAuthorization,
+    WebhookDelivery,
+    WebhookRecord,
+)
 from .settings import Settings
 
 _serializer = TypeSerializer()
@@ -77,23 +86,28 @@ def _condition_failed(error: ClientError) -> bool:
 
 
 def create_client(settings: Settings) -> Any:
-    config = Config(
-        connect_timeout=2,
-        read_timeout=5,
-        retries={"max_attempts": 3, "mode": "standard"},
-        tcp_keepalive=True,
+    config = aws_calls.client_config(
+        settings.storage_connect_timeout,
+        settings.storage_read_timeout,
+        # The keep-alive job's threads share this client: one pooled connection each (botocore's default is 10).
+        max_pool_connections=max(10, settings.keepalive_concurrency),
     )
     return boto3.client("dynamodb", endpoint_url=settings.dynamodb_endpoint or None, config=config)
 
 
 class _Table:
-    def __init__(self, client: Any, name: str) -> None:
+    def __init__(self, client: Any, name: str, attempt_seconds: float = 0.0) -> None:
         self._client = client
         self.name = name
+        self._attempt_seconds = attempt_seconds  # one attempt's worst case: connect and read timeouts
+
+    def _call(self, operation: str, **request: Any) -> Any:
+        """One DynamoDB operation within the invocation's deadline (aws_calls.call)."""
+        return aws_calls.call(getattr(self._client, operation), self._attempt_seconds, **request)
 
     def _get(self, key: dict[str, Any], model: Callable[..., _M]) -> _M | None:
         with _storage_errors():
-            answer = self._client.get_item(TableName=self.name, Key=_to_item(key), ConsistentRead=True)
+            answer = self._call("get_item", TableName=self.name, Key=_to_item(key), ConsistentRead=True)
         item = answer.get("Item")
         return model(**_from_item(item)) if item else None
 
@@ -110,9 +124,10 @@ class _Table:
             "TableName": self.name,
             "Key": _to_item(key),
             "UpdateExpression": expression,
-            "ExpressionAttributeValues": values,
             "ReturnValues": "ALL_NEW" if return_new else "NONE",
         }
+        if values:  # DynamoDB refuses an empty map (a plain REMOVE has no values)
+            request["ExpressionAttributeValues"] = values
         if condition:
             request["ConditionExpression"] = condition
         if names:
@@ -123,7 +138,7 @@ class _Table:
         """One UpdateItem: (True, its answer), or (False, the refusal's response) when its condition failed."""
         try:
             with _storage_errors():
-                return True, self._client.update_item(**request)
+                return True, self._call("update_item", **request)
         except ClientError as error:
             if _condition_failed(error):
                 return False, error.response
@@ -162,15 +177,96 @@ class ApiClients(_Table):
 
     def put(self, client: ApiClient) -> None:
         with _storage_errors():
-            self._client.put_item(
+            self._call(
+                "put_item",
                 TableName=self.name,
                 Item=_to_item(client.model_dump()),
                 ConditionExpression="attribute_not_exists(clientId)",
             )
 
+    def is_active(self, client_id: str) -> bool:
+        """Whether the client exists and is not revoked. Eventually consistent (half a read unit): a revocation
+        reaches it within about a second, less than a code exchange takes, which this read comes before."""
+        with _storage_errors():
+            answer = self._call(
+                "get_item",
+                TableName=self.name,
+                Key=_to_item({"clientId": client_id}),
+                ProjectionExpression="clientId, revoked",  # never the key hash
+            )
+        item = answer.get("Item")
+        return bool(item) and not (item.get("revoked") or {}).get("BOOL", False)
+
     def revoke(self, client_id: str) -> bool:
         return (
             self._update({"clientId": client_id}, "SET revoked = :t", _values(t=True), "attribute_exists(clientId)")
+            is not None
+        )
+
+    # The client's webhook lives on its own item: one per client, gone with it, read with the same key.
+    def get_webhook(self, client_id: str) -> WebhookRecord | None:
+        with _storage_errors():
+            answer = self._call(
+                "get_item",
+                TableName=self.name,
+                Key=_to_item({"clientId": client_id}),
+                ConsistentRead=True,
+                ProjectionExpression="clientId, webhookUrl, webhookSecrets, webhookUpdatedAt",
+            )
+        item = _from_item(answer.get("Item") or {})
+        if "webhookUrl" not in item:
+            return None
+        return WebhookRecord(
+            clientId=client_id,
+            url=item["webhookUrl"],
+            sealedSecrets=item["webhookSecrets"],
+            updatedAt=item["webhookUpdatedAt"],
+        )
+
+    def create_webhook(self, client_id: str, url: str, sealed_secrets: bytes, updated_at: str) -> bool:
+        """False when the client already has one (or no longer exists)."""
+        return (
+            self._update(
+                {"clientId": client_id},
+                "SET webhookUrl = :url, webhookSecrets = :secrets, webhookUpdatedAt = :at",
+                _values(url=url, secrets=sealed_secrets, at=updated_at),
+                "attribute_exists(clientId) AND attribute_not_exists(webhookUrl)",
+            )
+            is not None
+        )
+
+    def set_webhook_url(self, client_id: str, url: str, updated_at: str) -> bool:
+        return (
+            self._update(
+                {"clientId": client_id},
+                "SET webhookUrl = :url, webhookUpdatedAt = :at",
+                _values(url=url, at=updated_at),
+                "attribute_exists(webhookUrl)",
+            )
+            is not None
+        )
+
+    def replace_webhook_secrets(self, client_id: str, expected: bytes, sealed_secrets: bytes, updated_at: str) -> bool:
+        """Optimistic: False when the secrets changed since `expected` was read (or the webhook is gone)."""
+        return (
+            self._update(
+                {"clientId": client_id},
+                "SET webhookSecrets = :secrets, webhookUpdatedAt = :at",
+                _values(secrets=sealed_secrets, at=updated_at, expected=expected),
+                "webhookSecrets = :expected",
+            )
+            is not None
+        )
+
+    def delete_webhook(self, client_id: str) -> bool:
+        """True when there was one to delete."""
+        return (
+            self._update(
+                {"clientId": client_id},
+                "REMOVE webhookUrl, webhookSecrets, webhookUpdatedAt",
+                {},
+                "attribute_exists(webhookUrl)",
+            )
             is not None
         )
 
@@ -187,7 +283,8 @@ class Claim:
 class PendingAuthorizations(_Table):
     def put_new(self, pending: PendingAuthorization) -> None:
         with _storage_errors():
-            self._client.put_item(
+            self._call(
+                "put_item",
                 TableName=self.name,
                 Item=_to_item(pending.model_dump(mode="json")),
                 ConditionExpression="attribute_not_exists(stateHash)",
@@ -209,17 +306,21 @@ class PendingAuthorizations(_Table):
             is not None
         )
 
-    def claim(self, state_hash: str, now: int) -> Claim:
-        """Single use: exactly one callback moves the attempt from PENDING to CONSUMED.
+    def claim(self, state_hash: str, now: int, binding_hash: str | None) -> Claim:
+        """Single use: exactly one callback, from the browser the attempt is bound to (when it must be), moves the
+        attempt from PENDING to CONSUMED.
 
         No read before it: the one UpdateItem answers the attempt whether the claim succeeded or not
-        (unknown, expired, or already used), so the caller can tell which."""
+        (unknown, expired, already used, or another browser's), so the caller can tell which."""
+        condition = "#s = :pending AND expiresAt > :now AND "
+        values = _values(consumed="CONSUMED", pending="PENDING", now=now, unbound=False)
+        if binding_hash is None:
+            condition += "requiresBrowserBinding = :unbound"
+        else:
+            condition += "(requiresBrowserBinding = :unbound OR browserBindingHash = :binding)"
+            values.update(_values(binding=binding_hash))
         claimed, item = self._update_or_old(
-            {"stateHash": state_hash},
-            "SET #s = :consumed",
-            _values(consumed="CONSUMED", pending="PENDING", now=now),
-            "#s = :pending AND expiresAt > :now",
-            names={"#s": "status"},
+            {"stateHash": state_hash}, "SET #s = :consumed", values, condition, names={"#s": "status"}
         )
         return Claim(claimed, PendingAuthorization(**item) if item is not None else None)
 
@@ -232,15 +333,28 @@ class PendingAuthorizations(_Table):
         )
 
 
+KEEPALIVE_SHARDS = 16  # index partitions of the keep-alive schedule: spread its writes, queried in turn
+
+
+def keepalive_shard(connection_id: str) -> str:
+    """A connection's fixed partition of the keep-alive index."""
+    return f"ka#{zlib.crc32(connection_id.encode()) % KEEPALIVE_SHARDS}"
+
+
 class Connections(_Table):
     index = "ByScheduleId"
+    # Sparse: only CONNECTED connections carry keepAliveShard/keepAliveDueAt, so only they are in it.
+    keepalive_index = "KeepAliveDue"
     UPSERT_CONNECTED = (
         "SET clientId = :clientId, providerId = :providerId, calendarType = :calendarType, "
         "scheduleId = :scheduleId, externalAccountId = :externalAccountId, "
         "externalAccountEmail = :email, scopesGranted = :scopesGranted, #s = :status, "
         "createdAt = if_not_exists(createdAt, :createdAt), updatedAt = :updatedAt, "
         "tokens = :tokens, accessTokenExpiresAt = :expiresAt, "
-        "listKey = if_not_exists(listKey, :listKey), version = if_not_exists(version, :zero) + :one "
+        "listKey = if_not_exists(listKey, :listKey), version = if_not_exists(version, :zero) + :one, "
+        # Counts connects: on the table's stream a reconnect is a MODIFY that raises it, a token refresh is not.
+        "connectCount = if_not_exists(connectCount, :zero) + :one, "
+        "keepAliveShard = :keepAliveShard, keepAliveDueAt = :keepAliveDueAt "
         "REMOVE refreshLeaseUntil, revokedAtProvider"
     )
 
@@ -269,6 +383,9 @@ class Connections(_Table):
                 listKey=f"{record.clientId}#{record.createdAt}#{record.connectionId}",
                 one=1,
                 zero=0,
+                keepAliveShard=keepalive_shard(record.connectionId),
+                # Without a schedule from the caller: due at once, so the next keep-alive run sets one.
+                keepAliveDueAt=record.keepAliveDueAt or 0,
             ),
             names={"#s": "status"},
             return_new=True,
@@ -291,7 +408,7 @@ class Connections(_Table):
         if cursor:
             request["ExclusiveStartKey"] = cursor
         with _storage_errors():
-            answer = self._client.query(**request)
+            answer = self._call("query", **request)
         items = answer.get("Items", [])
         if len(items) > limit:
             items = items[:limit]
@@ -312,14 +429,30 @@ class Connections(_Table):
         )
 
     def store_refreshed_tokens(
-        self, connection_id: str, version: int, tokens: bytes, expires_at: int, updated_at: str
+        self,
+        connection_id: str,
+        version: int,
+        tokens: bytes,
+        expires_at: int,
+        updated_at: str,
+        keepalive_due_at: int,
     ) -> ConnectionRecord | None:
-        """Version-conditioned: a rotated refresh token is written once, by the lease holder."""
+        """Version-conditioned: a rotated refresh token is written once, by the lease holder. The refresh token
+        was just used, so the keep-alive schedule moves on (and a connection written before the schedule
+        existed joins it here)."""
         new = self._update(
             {"connectionId": connection_id},
             "SET tokens = :tokens, accessTokenExpiresAt = :expiresAt, updatedAt = :updatedAt, "
-            "version = version + :one REMOVE refreshLeaseUntil",
-            _values(tokens=tokens, expiresAt=expires_at, updatedAt=updated_at, version=version, one=1),
+            "version = version + :one, keepAliveShard = :shard, keepAliveDueAt = :due REMOVE refreshLeaseUntil",
+            _values(
+                tokens=tokens,
+                expiresAt=expires_at,
+                updatedAt=updated_at,
+                version=version,
+                one=1,
+                shard=keepalive_shard(connection_id),
+                due=keepalive_due_at,
+            ),
             "version = :version",
             return_new=True,
         )
@@ -344,13 +477,13 @@ class Connections(_Table):
     def _transition(
         self, connection_id: str, version: int, status: ConnectionStatus, updated_at: str, **extra: Any
     ) -> ConnectionRecord | None:
-        """Version-conditioned status change that erases the stored tokens."""
+        """Version-conditioned status change that erases the stored tokens and leaves the keep-alive index."""
         sets = ", ".join(f"{name} = :{name}" for name in extra)
         new = self._update(
             {"connectionId": connection_id},
             "SET #s = :status, updatedAt = :updatedAt, version = version + :one"
             + (f", {sets}" if sets else "")
-            + " REMOVE refreshLeaseUntil, tokens, accessTokenExpiresAt",
+            + " REMOVE refreshLeaseUntil, tokens, accessTokenExpiresAt, keepAliveShard, keepAliveDueAt",
             _values(status=status.value, updatedAt=updated_at, version=version, one=1, **extra),
             "version = :version",
             names={"#s": "status"},
@@ -358,11 +491,218 @@ class Connections(_Table):
         )
         return _connection(new) if new is not None else None
 
+    def due_for_keepalive(self, now: int, page_size: int, shards: Iterable[int] | None = None) -> Iterator[list[str]]:
+        """Ids of the connections whose keep-alive is due by `now`, most overdue first within each shard, a page of
+        one shard at a time in turn: a run stopped early has taken the most overdue of every shard.
+
+        Queries the sparse index, never the table: only due CONNECTED connections are read. Lazy: pages are
+        fetched as the caller asks for them."""
+        chosen = range(KEEPALIVE_SHARDS) if shards is None else shards
+        starts: dict[str, dict[str, Any] | None] = {f"ka#{n}": None for n in chosen}
+        while starts:
+            for shard, start in list(starts.items()):
+                request: dict[str, Any] = {
+                    "TableName": self.name,
+                    "IndexName": self.keepalive_index,
+                    "KeyConditionExpression": "keepAliveShard = :shard AND keepAliveDueAt <= :now",
+                    "ExpressionAttributeValues": _values(shard=shard, now=now),
+                    "Limit": page_size,
+                }
+                if start:
+                    request["ExclusiveStartKey"] = start
+                with _storage_errors():
+                    answer = self._client.query(**request)
+                if answer.get("LastEvaluatedKey"):
+                    starts[shard] = answer["LastEvaluatedKey"]
+                else:
+                    del starts[shard]
+                ids = [item["connectionId"]["S"] for item in answer.get("Items", [])]
+                if ids:
+                    yield ids
+
+    def connected_without_keepalive(self) -> Iterator[str]:
+        """Ids of CONNECTED connections written before the keep-alive schedule existed (a one-off Scan: the
+        backfill command's, never the keep-alive job's)."""
+        request: dict[str, Any] = {
+            "TableName": self.name,
+            "FilterExpression": "#s = :connected AND attribute_not_exists(keepAliveDueAt)",
+            "ExpressionAttributeNames": {"#s": "status"},
+            "ExpressionAttributeValues": _values(connected=ConnectionStatus.CONNECTED.value),
+            "ProjectionExpression": "connectionId",
+        }
+        while True:
+            with _storage_errors():
+                answer = self._client.scan(**request)
+            yield from (item["connectionId"]["S"] for item in answer.get("Items", []))
+            if not answer.get("LastEvaluatedKey"):
+                return
+            request["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
+
+    def schedule_keepalive(self, connection_id: str, due_at: int) -> bool:
+        """Put a CONNECTED connection without a schedule into the keep-alive index; False when it is no longer
+        CONNECTED or has one by now."""
+        return (
+            self._update(
+                {"connectionId": connection_id},
+                "SET keepAliveShard = :shard, keepAliveDueAt = :due",
+                _values(shard=keepalive_shard(connection_id), due=due_at, connected=ConnectionStatus.CONNECTED.value),
+                "#s = :connected AND attribute_not_exists(keepAliveDueAt)",
+                names={"#s": "status"},
+            )
+            is not None
+        )
+
 
 def _connection(values: dict[str, Any]) -> ConnectionRecord:
     values.pop("listKey", None)
+    values.pop("keepAliveShard", None)
     values["externalAccountEmail"] = values.get("externalAccountEmail") or None
     return ConnectionRecord(**values)
+
+
+def stream_image(image: dict[str, Any] | None) -> dict[str, Any] | None:
+    """An item image from a table's change stream (DynamoDB JSON), as plain values."""
+    return _from_item(image) if image else None
+
+
+def connection_from_image(values: dict[str, Any]) -> ConnectionRecord:
+    return _connection(dict(values))
+
+
+def pending_from_image(values: dict[str, Any]) -> PendingAuthorization:
+    return PendingAuthorization.model_validate(values)
+
+
+class WebhookDeliveries(_Table):
+    """Events on their way to webhooks. Two sparse indexes: due retries (only PENDING items carry `dueShard`)
+    and dead letters (only DEAD items carry `deadShard`); delivered items stay a while (`purgeAt`, the TTL) so
+    a stream batch processed twice is recognised."""
+
+    due_index = "DueRetries"
+    dead_index = "DeadLetters"
+    DUE_SHARDS = 8  # spreads the due index's writes over partitions
+    DEAD_SHARD = "dead"
+
+    def _due_shard(self, delivery_id: str) -> str:
+        return f"due#{int(hashlib.sha256(delivery_id.encode()).hexdigest()[:8], 16) % self.DUE_SHARDS}"
+
+    def put_new(self, delivery: WebhookDelivery) -> bool:
+        """False when this event is already known (its stream record is processed a second time)."""
+        item = _to_item(delivery.model_dump())
+        item["dueShard"] = _serialize(self._due_shard(delivery.deliveryId))
+        try:
+            with _storage_errors():
+                self._call(
+                    "put_item", TableName=self.name, Item=item, ConditionExpression="attribute_not_exists(deliveryId)"
+                )
+        except ClientError as error:
+            if _condition_failed(error):
+                return False
+            raise
+        return True
+
+    def get(self, delivery_id: str) -> WebhookDelivery | None:
+        return self._get({"deliveryId": delivery_id}, _delivery)
+
+    def claim(self, delivery: WebhookDelivery, until: int) -> bool:
+        """Take a due delivery for one attempt: its next attempt moves to `until`, so nobody else sends it meanwhile."""
+        return (
+            self._update(
+                {"deliveryId": delivery.deliveryId},
+                "SET nextAttemptAt = :until",
+                _values(until=until, seen=delivery.nextAttemptAt, pending="PENDING"),
+                "nextAttemptAt = :seen AND #s = :pending",
+                names={"#s": "status"},
+            )
+            is not None
+        )
+
+    def mark_delivered(self, delivery_id: str, attempts: int, first_attempt_at: int, purge_at: int) -> None:
+        self._update(
+            {"deliveryId": delivery_id},
+            "SET #s = :delivered, attempts = :attempts, firstAttemptAt = if_not_exists(firstAttemptAt, :first), "
+            "purgeAt = :purge REMOVE dueShard, nextAttemptAt, lastError",
+            _values(delivered="DELIVERED", attempts=attempts, first=first_attempt_at, purge=purge_at),
+            names={"#s": "status"},
+        )
+
+    def mark_failed(
+        self, delivery_id: str, attempts: int, first_attempt_at: int, next_attempt_at: int, error: str
+    ) -> None:
+        self._update(
+            {"deliveryId": delivery_id},
+            "SET attempts = :attempts, firstAttemptAt = if_not_exists(firstAttemptAt, :first), "
+            "nextAttemptAt = :next, lastError = :error",
+            _values(attempts=attempts, first=first_attempt_at, next=next_attempt_at, error=error),
+        )
+
+    def mark_dead(self, delivery_id: str, attempts: int, first_attempt_at: int, now: int, error: str) -> None:
+        self._update(
+            {"deliveryId": delivery_id},
+            "SET #s = :dead, attempts = :attempts, firstAttemptAt = if_not_exists(firstAttemptAt, :first), "
+            "lastError = :error, deadShard = :shard, deadAt = :now REMOVE dueShard, nextAttemptAt",
+            _values(
+                dead="DEAD", attempts=attempts, first=first_attempt_at, error=error, shard=self.DEAD_SHARD, now=now
+            ),
+            names={"#s": "status"},
+        )
+
+    def discard(self, delivery_id: str) -> None:
+        with _storage_errors():
+            self._call("delete_item", TableName=self.name, Key=_to_item({"deliveryId": delivery_id}))
+
+    def due(self, now: int, limit: int) -> list[WebhookDelivery]:
+        """Deliveries whose next attempt is due, oldest first per shard; never a scan."""
+        found: list[WebhookDelivery] = []
+        for shard in range(self.DUE_SHARDS):
+            found += self._query_index(
+                self.due_index,
+                "dueShard = :shard AND nextAttemptAt <= :now",
+                _values(shard=f"due#{shard}", now=now),
+                limit - len(found),
+            )
+            if len(found) >= limit:
+                break
+        return found
+
+    def dead_letters(self, limit: int) -> list[WebhookDelivery]:
+        return self._query_index(self.dead_index, "deadShard = :shard", _values(shard=self.DEAD_SHARD), limit)
+
+    def _query_index(self, index: str, condition: str, values: dict[str, Any], limit: int) -> list[WebhookDelivery]:
+        found: list[WebhookDelivery] = []
+        request: dict[str, Any] = {
+            "TableName": self.name,
+            "IndexName": index,
+            "KeyConditionExpression": condition,
+            "ExpressionAttributeValues": values,
+        }
+        while len(found) < limit:
+            request["Limit"] = limit - len(found)
+            with _storage_errors():
+                answer = self._call("query", **request)
+            found += [_delivery(**_from_item(item)) for item in answer.get("Items", [])]  # both project ALL
+            if "LastEvaluatedKey" not in answer:
+                break
+            request["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
+        return found
+
+    def redrive(self, delivery_id: str, now: int) -> bool:
+        """A dead letter becomes due again, with a fresh 24-hour window; False when it is no longer dead."""
+        return (
+            self._update(
+                {"deliveryId": delivery_id},
+                "SET #s = :pending, attempts = :zero, nextAttemptAt = :now, dueShard = :shard "
+                "REMOVE deadShard, deadAt, firstAttemptAt",
+                _values(pending="PENDING", zero=0, now=now, shard=self._due_shard(delivery_id), dead="DEAD"),
+                "#s = :dead",
+                names={"#s": "status"},
+            )
+            is not None
+        )
+
+
+def _delivery(**values: Any) -> WebhookDelivery:
+    return WebhookDelivery.model_validate(values)
 
 
 def encode_cursor(key: dict[str, Any] | None) -> str | None:
@@ -382,10 +722,12 @@ def decode_cursor(cursor: str) -> dict[str, Any]:
 
 
 class Storage:
-    """The three stores of one deployment, sharing one DynamoDB client."""
+    """The stores of one deployment, sharing one DynamoDB client."""
 
     def __init__(self, settings: Settings, client: Any | None = None) -> None:
         self.client = client or create_client(settings)
-        self.api_clients = ApiClients(self.client, settings.api_clients_table)
-        self.pending = PendingAuthorizations(self.client, settings.pending_table)
-        self.connections = Connections(self.client, settings.connections_table)
+        attempt = settings.storage_connect_timeout + settings.storage_read_timeout
+        self.api_clients = ApiClients(self.client, settings.api_clients_table, attempt)
+        self.pending = PendingAuthorizations(self.client, settings.pending_table, attempt)
+        self.connections = Connections(self.client, settings.connections_table, attempt)
+        self.webhook_deliveries = WebhookDeliveries(self.client, settings.webhook_deliveries_table, attempt)

@@ -6,7 +6,10 @@ import random
 from dataclasses import dataclass
 from functools import cached_property
 
+from . import credentials
+from .credentials import ClientCredentials, resolve, stored_credentials
 from .dal import Storage
+from .oauth_client import ProviderConfigurationError
 from .providers import Provider, get_providers
 from .settings import Settings, get_settings
 from .token_cipher import TokenCipher, cipher_from_settings
@@ -26,10 +29,33 @@ class Deployment:
 
     @cached_property
     def cipher(self) -> TokenCipher:
-        return cipher_from_settings(self.settings.token_kms_key_id, self.settings.local_token_key)
+        settings = self.settings
+        timeouts = (settings.storage_connect_timeout, settings.storage_read_timeout)
+        return cipher_from_settings(settings.token_kms_key_id, settings.local_token_key, timeouts)
+
+    def credentials(self, provider: Provider) -> ClientCredentials | None:
+        """The provider's OAuth client here; None: not configured (left out of the list, 428 at initiate)."""
+        return resolve(provider, stored_credentials(self.settings.client_secrets_id))
 
     def provider(self, provider_id: str) -> Provider | None:
-        return self.providers.get(provider_id)
+        """The provider's entry, its client id the one this deployment configures ("" where none)."""
+        provider = self.providers.get(provider_id)
+        if provider is None or not provider.connects_by_oauth:
+            return provider
+        found = self.credentials(provider)
+        client_id = found.client_id if found else ""
+        return provider if client_id == provider.client_id else provider.model_copy(update={"client_id": client_id})
+
+    def client_secret(self, provider: Provider) -> str | None:
+        found = self.credentials(provider)
+        if found is None:
+            raise ProviderConfigurationError(f"no OAuth client configured for {provider.id}")
+        return found.client_secret
+
+    def offered_providers(self) -> list[Provider]:
+        """The providers list: every provider a client can use here (OAuth ones only with credentials)."""
+        stored = stored_credentials(self.settings.client_secrets_id)
+        return [p for p in self.providers.values() if not p.connects_by_oauth or resolve(p, stored) is not None]
 
 
 _current: Deployment | None = None
@@ -47,13 +73,14 @@ def reset() -> None:
     global _current
     _current = None
     get_settings.cache_clear()
+    credentials.reset()
 
 
 def prime() -> None:
     """Before a SnapStart snapshot: set up, as a first request would, what every restored copy may share, opening no
     connection and generating nothing unique: settings, the provider configuration, the DynamoDB client (its service
     model), the token cipher (its KMS client, no data key), the provider HTTP client (its TLS context), the Secrets
-    Manager client (no secret), every model's validators, and the modules a request imports on first use."""
+    Manager reader's client (no secret), every model's validators, and the modules a request imports on first use."""
     from pydantic import BaseModel
 
     from . import models, oauth_client
@@ -62,8 +89,7 @@ def prime() -> None:
     _ = here.providers, here.storage  # cached properties: built by reading them
     here.cipher.prime()
     oauth_client.http_client()
-    if here.settings.client_secrets_id:
-        oauth_client.secrets_manager()
+    credentials.prime(here.settings.client_secrets_id)
     for model in vars(models).values():
         if isinstance(model, type) and issubclass(model, BaseModel) and model.__module__ == models.__name__:
             model.model_rebuild()
@@ -73,7 +99,7 @@ def after_restore() -> None:
     """After a SnapStart restore: re-create what no two copies of one snapshot may share."""
     from . import oauth_client
 
-    # The random module's state (botocore's retry jitter, X-Ray ids) would repeat in every copy.
+    # The random module's state (aws_calls' backoff jitter, keep-alive jitter, X-Ray ids) would repeat in every copy.
     random.seed()
     here = _current
     if here is not None:
@@ -83,3 +109,4 @@ def after_restore() -> None:
         if "cipher" in made:
             here.cipher.renew_data_key()
     oauth_client.drop_connections()
+    credentials.drop_connections()

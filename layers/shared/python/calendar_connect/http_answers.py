@@ -16,6 +16,8 @@ def error_headers(error: ApiError) -> dict[str, str]:
     headers = {"Content-Type": JSON, "Cache-Control": "no-store"}
     if error.retry_after is not None:
         headers["Retry-After"] = str(error.retry_after)
+    if error.status == 401:
+        headers["WWW-Authenticate"] = "Bearer"  # RFC 6750 3
     return headers
 
 

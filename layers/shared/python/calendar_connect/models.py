@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 # (the callback none of the API's requests and answers), and a SnapStart snapshot holds those it primed.
 _BUILT_ON_USE = ConfigDict(defer_build=True)
 _STRICT = ConfigDict(extra="forbid", str_strip_whitespace=False, defer_build=True)
-_ID = r"^[A-Za-z0-9._:@\-]+$"
+ID_PATTERN = r"^[A-Za-z0-9._:@\-]+$"  # provider and schedule ids, wherever the API takes one
 
 
 def iso(epoch_seconds: int | float) -> str:
@@ -38,8 +38,8 @@ class ConnectByOAuthRequest(BaseModel):
 
     model_config = _STRICT
 
-    providerId: str = Field(min_length=1, max_length=64, pattern=_ID)
-    scheduleId: str = Field(min_length=1, max_length=200, pattern=_ID)
+    providerId: str = Field(min_length=1, max_length=64, pattern=ID_PATTERN)
+    scheduleId: str = Field(min_length=1, max_length=200, pattern=ID_PATTERN)
     redirectUrl: str = Field(min_length=1, max_length=2048)
 
 
@@ -231,6 +231,100 @@ class ConnectionRecord(BaseModel):
     accessTokenExpiresAt: int | None = None
     refreshLeaseUntil: int | None = None
     revokedAtProvider: bool | None = None
+    keepAliveDueAt: int | None = None  # CONNECTED only: when the keep-alive job must next use the refresh token
 
     def public(self) -> Connection:
         return Connection.model_validate(self.model_dump(include=set(Connection.model_fields)))
+
+
+# --- webhooks -------------------------------------------------------------------------------------
+
+
+class WebhookRequest(BaseModel):
+    """`PUT /v2/external-calendars/webhook`."""
+
+    model_config = _STRICT
+
+    url: str = Field(min_length=1, max_length=2048)
+
+
+class WebhookResponse(BaseModel):
+    model_config = _BUILT_ON_USE
+
+    url: str
+    secret: str | None = Field(default=None, description="Only in the answer that created the webhook")
+
+
+class WebhookSecretResponse(BaseModel):
+    model_config = _BUILT_ON_USE
+
+    secret: str
+
+
+class WebhookDeletedResponse(BaseModel):
+    model_config = _BUILT_ON_USE
+
+    deleted: bool = Field(description="Whether a webhook was registered")
+
+
+class WebhookSecretEntry(BaseModel):
+    model_config = _BUILT_ON_USE
+
+    secret: str
+    signsUntil: int | None = None  # epoch seconds; None: the current secret
+
+
+class WebhookRecord(BaseModel):
+    """A client's webhook as stored on its ApiClients item; the secrets sealed (token_cipher) to the client id."""
+
+    model_config = _BUILT_ON_USE
+
+    clientId: str
+    url: str
+    sealedSecrets: bytes
+    updatedAt: str
+
+
+class WebhookEventType(StrEnum):
+    CONNECTION_CREATED = "connection.created"
+    CONNECTION_UPDATED = "connection.updated"
+    CONNECTION_REAUTH_REQUIRED = "connection.reauth_required"
+    CONNECTION_DISCONNECTED = "connection.disconnected"
+    AUTHORIZATION_FAILED = "authorization.failed"
+
+
+class AuthorizationFailedData(BaseModel):
+    model_config = _BUILT_ON_USE
+
+    attemptId: str
+    providerId: str
+    scheduleId: str
+    error: str
+    reason: str
+
+
+class WebhookEvent(BaseModel):
+    """What a receiver gets: the body of one delivery."""
+
+    model_config = _BUILT_ON_USE
+
+    type: WebhookEventType
+    timestamp: str
+    data: Connection | AuthorizationFailedData
+
+
+class WebhookDelivery(BaseModel):
+    """One event on its way to a client's webhook; `deliveryId` is its webhook-id, the same on every attempt."""
+
+    model_config = _BUILT_ON_USE
+
+    deliveryId: str
+    clientId: str
+    eventType: str
+    body: str  # the exact JSON that is signed and sent, fixed at the first attempt
+    status: Literal["PENDING", "DELIVERED", "DEAD"] = "PENDING"
+    attempts: int = 0
+    createdAt: int
+    firstAttemptAt: int | None = None
+    nextAttemptAt: int | None = None
+    lastError: str | None = None

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import ssl
 import threading
 import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+from . import deadline
 from .providers import Provider
 from .settings import get_settings
 
@@ -38,8 +38,6 @@ _http: httpx.Client | None = None
 _tls: ssl.SSLContext | None = None
 _http_lock = threading.Lock()
 _discovered: dict[str, dict[str, Any]] = {}
-_secrets: dict[str, str] = {}
-_secrets_source: Any = None
 
 
 def http_client() -> httpx.Client:
@@ -66,27 +64,38 @@ def http_client() -> httpx.Client:
 
 
 def drop_connections() -> None:
-    """Close the pooled connections (provider HTTP, Secrets Manager); the next call makes a new HTTP client, with
-    the TLS context kept."""
+    """Close the pooled provider connections; the next call makes a new HTTP client, with the TLS context kept."""
     global _http
     with _http_lock:
         if _http is not None:
             _http.close()
         _http = None
-    if _secrets_source is not None:
-        _secrets_source.client.close()
+
+
+_LEAST_CALL_SECONDS = 0.1  # below this, a provider call is not even started
+
+
+def _timeout() -> httpx.Timeout:
+    """The configured timeouts cut to the invocation's deadline: connect, write and pool wait a quarter of what is
+    left at most, read the rest, so that the whole call ends before the deadline."""
+    import httpx
+
+    left = deadline.remaining()
+    if left < _LEAST_CALL_SECONDS:
+        raise httpx.TimeoutException("the invocation's deadline leaves no time for this call")
+    settings = get_settings()
+    short = min(settings.http_connect_timeout, left / 4)
+    return httpx.Timeout(min(settings.http_read_timeout, left - 3 * short), connect=short, write=short, pool=short)
 
 
 def reset_caches() -> None:
-    """Forget the container's HTTP client, discovered metadata and secrets (tests change providers)."""
-    global _http, _secrets_source
-    _secrets_source = None
+    """Forget the container's HTTP client and discovered metadata (tests change providers)."""
+    global _http
     with _http_lock:
         if _http is not None:
             _http.close()
         _http = None
     _discovered.clear()
-    _secrets.clear()
 
 
 def with_discovered_endpoints(provider: Provider) -> Provider:
@@ -98,7 +107,7 @@ def with_discovered_endpoints(provider: Provider) -> Provider:
 
         url = provider.issuer.rstrip("/") + "/.well-known/openid-configuration"
         try:
-            answer = http_client().get(url)
+            answer = http_client().get(url, timeout=_timeout())
             answer.raise_for_status()
             metadata = answer.json()
         except (httpx.HTTPError, ValueError) as error:
@@ -117,32 +126,6 @@ def with_discovered_endpoints(provider: Provider) -> Provider:
     ):
         raise ProviderConfigurationError(f"discovery for {provider.id}: endpoints missing")
     return provider.model_copy(update=updates)
-
-
-def secrets_manager() -> Any:
-    """Powertools' Secrets Manager provider, one per container: its client is made once (before a SnapStart
-    snapshot when CLIENT_SECRETS_ID is set), its values fetched on first use."""
-    global _secrets_source
-    if _secrets_source is None:
-        from aws_lambda_powertools.utilities.parameters import SecretsProvider
-
-        _secrets_source = SecretsProvider()
-    return _secrets_source
-
-
-def client_secret(provider: Provider, secrets_id: str) -> str | None:
-    source = provider.client_secret
-    if source.env and os.environ.get(source.env):
-        return os.environ[source.env]
-    if source.secrets_manager_key and secrets_id:
-        if not _secrets:
-            values = secrets_manager().get(secrets_id, transform="json", max_age=300)
-            _secrets.update({str(k): str(v) for k, v in (values or {}).items()})
-        if source.secrets_manager_key in _secrets:
-            return _secrets[source.secrets_manager_key]
-    if provider.token_endpoint_auth_method == "none":
-        return None
-    raise ProviderConfigurationError(f"no client secret configured for {provider.id}")
 
 
 def _authenticated(
@@ -168,7 +151,7 @@ def _token_request(provider: Provider, secret: str | None, form: dict[str, str])
     import httpx
 
     try:
-        answer = http_client().post(provider.token_endpoint, data=form, headers=headers)
+        answer = http_client().post(provider.token_endpoint, data=form, headers=headers, timeout=_timeout())
     except httpx.TimeoutException as error:
         raise ProviderCallFailed("timeout") from error
     except httpx.HTTPError as error:
@@ -221,7 +204,7 @@ def revoke(provider: Provider, secret: str | None, token: str, hint: str = "refr
     import httpx
 
     try:
-        answer = http_client().post(provider.revocation_endpoint, data=form, headers=headers)
+        answer = http_client().post(provider.revocation_endpoint, data=form, headers=headers, timeout=_timeout())
     except httpx.HTTPError:
         return False
     return answer.status_code == 200
@@ -233,7 +216,9 @@ def fetch_userinfo(provider: Provider, access_token: str) -> dict[str, Any]:
     import httpx
 
     try:
-        answer = http_client().get(provider.userinfo_endpoint, headers={"Authorization": f"Bearer {access_token}"})
+        answer = http_client().get(
+            provider.userinfo_endpoint, headers={"Authorization": f"Bearer {access_token}"}, timeout=_timeout()
+        )
         body = answer.json()
     except (httpx.HTTPError, ValueError) as error:
         raise ProviderCallFailed("userinfo failed") from error

@@ -1,8 +1,13 @@
 """The one place that owns the Logger, Tracer and Metrics; everything else imports them from here."""
 
+import hashlib
 import logging
+import warnings
+from collections.abc import Collection
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.metrics.provider.cloudwatch_emf.cloudwatch import AmazonCloudWatchEMFProvider
 
 logger = Logger()
 # Not auto_patch: it patches every library the X-Ray SDK knows that is installed, importing each one (httpx
@@ -10,8 +15,123 @@ logger = Logger()
 tracer = Tracer(auto_patch=False)
 tracer.patch(["botocore"])
 metrics = Metrics()
+# Counts with their own dimensions are flushed one by one (count below), so many invocations leave the shared
+# set empty; Powertools would warn about that on every one of them.
+warnings.filterwarnings("ignore", message="No application metrics to publish")
 
 # At DEBUG these libraries log whole requests and answers: PKCE verifiers on their way to DynamoDB,
 # KMS data keys in plaintext. They stay at WARNING whatever level the function logs at.
 for _wire_logger in ("botocore", "boto3", "urllib3", "s3transfer", "httpx", "httpcore"):
     logging.getLogger(_wire_logger).setLevel(logging.WARNING)
+
+# --- metrics with bounded dimensions ----------------------------------------------------------------------
+
+AUTHORIZATION_STARTED = "AuthorizationStarted"
+AUTHORIZATION_FINISHED = "AuthorizationFinished"
+START_LINK_OPENED = "StartLinkOpened"
+START_LINK_EXPIRED = "StartLinkExpired"
+ACCESS_TOKEN_SERVED = "AccessTokenServed"
+ACCESS_TOKEN_REFRESHED = "AccessTokenRefreshed"
+REAUTH_REQUIRED = "ReauthRequired"
+
+# Each count's dimensions (the first set), then the roll-ups alarms and the dashboard read: CloudWatch
+# aggregates no dimension away, so an alarm on one reason across providers needs a ("reason",) set.
+# Powertools adds `service` to every set.
+METRIC_DIMENSIONS: dict[str, tuple[tuple[str, ...], ...]] = {
+    AUTHORIZATION_STARTED: (("provider", "dialect"), ("provider",), ()),
+    AUTHORIZATION_FINISHED: (("provider", "dialect", "outcome", "reason"), ("provider", "outcome"), ("reason",), ()),
+    START_LINK_OPENED: (("provider",), ()),
+    START_LINK_EXPIRED: (("provider",), ()),
+    ACCESS_TOKEN_SERVED: (("provider",), ()),
+    ACCESS_TOKEN_REFRESHED: (("provider",), ()),
+    REAUTH_REQUIRED: (("provider",), ()),
+}
+
+# The contract's fixed vocabularies: the only values these dimensions take. "provider" takes the
+# deployment's configured provider ids, which the caller passes.
+OUTCOMES = frozenset({"connected", "reject", "unsupported", "internal"})
+REASONS = frozenset(
+    {
+        "none",  # connected
+        "access_denied",
+        "consent_required",
+        "scope_not_granted",
+        "account_type_not_supported",
+        "admin_consent_required",
+        "no_refresh_token",
+        "expired",
+        "issuer_mismatch",
+        "browser_mismatch",
+        "token_exchange_failed",
+        "storage_unavailable",
+        "provider_error",
+        "client_revoked",
+    }
+)
+DIALECTS = frozenset({"wix", "teamup"})
+# What a value outside its vocabulary is counted as: an id must never become a dimension (one metric each).
+UNLISTED = "unlisted"
+
+
+def dimension_value(name: str, value: str, known_providers: Collection[str]) -> str:
+    """`value` when it is in the dimension's fixed list, else UNLISTED (and a warning, without the value)."""
+    allowed: Collection[str]
+    if name == "provider":
+        allowed = known_providers
+    elif name == "dialect":
+        allowed = DIALECTS
+    elif name == "outcome":
+        allowed = OUTCOMES
+    elif name == "reason":
+        allowed = REASONS
+    else:
+        raise ValueError(f"{name} is not a dimension of ours")
+    if value in allowed:
+        return value
+    logger.warning("metric dimension value outside its list", extra={"dimension": name})
+    return UNLISTED
+
+
+def count(metric: str, *, known_providers: Collection[str] = (), **dimensions: str) -> None:
+    """Count one `metric` with its own dimensions, in an EMF line of its own.
+
+    Powertools' shared Metrics holds one dimension set per flush, so these do not go through it.
+    """
+    sets = METRIC_DIMENSIONS[metric]
+    if set(dimensions) != set(sets[0]):
+        raise ValueError(f"{metric} takes the dimensions {sets[0]}, not {tuple(dimensions)}")
+    values = {name: dimension_value(name, value, known_providers) for name, value in dimensions.items()}
+    blob = AmazonCloudWatchEMFProvider()  # namespace and service from POWERTOOLS_* variables
+    for name in sets[0]:
+        blob.add_dimension(name=name, value=values[name])
+    for rollup in sets[1:]:
+        blob.add_dimensions(service=str(blob.service), **{name: values[name] for name in rollup})
+    blob.add_metric(name=metric, unit=MetricUnit.Count, value=1)
+    blob.flush_metrics()  # prints nothing when POWERTOOLS_METRICS_DISABLED is set
+
+
+# --- one correlation id per connect attempt ---------------------------------------------------------------
+
+
+def attempt_id(state_hash: str) -> str:
+    """The attempt's id in logs and in `authorization.failed` webhooks: a one-way function of its state's hash.
+
+    Computable wherever the attempt is known (initiate has the state, the hop and the callback hash it, the
+    table's stream carries the hash), but, unlike the state, it can neither open nor finish the attempt.
+    """
+    return "att_" + hashlib.sha256(f"attempt\x1f{state_hash}".encode()).hexdigest()[:32]
+
+
+def follow_attempt(state_hash: str) -> str:
+    """Every later log line of this request carries the attempt id, as correlation id and as `attemptId`."""
+    attempt = attempt_id(state_hash)
+    request_id = logger.get_correlation_id()
+    if request_id and request_id != attempt:
+        logger.append_keys(requestId=request_id)  # API Gateway's request id: the access log's key
+    logger.set_correlation_id(attempt)
+    logger.append_keys(attemptId=attempt)
+    return attempt
+
+
+def follow_connection(connection_id: str) -> None:
+    logger.append_keys(connectionId=connection_id)

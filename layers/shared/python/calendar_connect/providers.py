@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -15,6 +16,7 @@ from .errors import AuthorizationFailure
 
 BUILT_IN_FILE = Path(__file__).with_name("providers.yaml")
 _SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_KEEPALIVE_MARGIN = 0.1  # of keepalive_seconds: kept for retries, and again for jitter
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
@@ -22,7 +24,8 @@ class ClientSecretSource(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     env: str | None = None  # an environment variable (the local runner)
-    secrets_manager_key: str | None = None  # a key of the JSON secret named by CLIENT_SECRETS_ID (AWS)
+    # The key of this provider's client in the secret named by CLIENT_SECRETS_ID (AWS); default: the provider id.
+    secrets_manager_key: str | None = None
 
 
 class Provider(BaseModel):
@@ -47,7 +50,9 @@ class Provider(BaseModel):
     token_endpoint_auth_method: Literal["client_secret_post", "client_secret_basic", "none"] = "client_secret_post"
     pkce: bool = True
     timeout_seconds: int = Field(default=600, ge=60, le=3600)
-    client_id: str = ""
+    # The keep-alive job exercises the refresh token at least this often (Google and Microsoft expire unused ones).
+    keepalive_seconds: int = Field(default=604800, ge=1)
+    client_id: str = ""  # usually from the secret or ${VAR}; Deployment.provider() gives the one in force
     client_secret: ClientSecretSource = ClientSecretSource()
     account_id_claims: list[str] = ["sub"]
     # Fields naming the account in the userinfo answer, when the token response has no ID token.
@@ -86,6 +91,14 @@ class Provider(BaseModel):
             replacement = re.escape(str(value)) if value else r"[^/]+"
             pattern = pattern.replace(rf"\{{{name}\}}", replacement)
         return re.fullmatch(pattern, issuer) is not None
+
+    def next_keepalive_at(self, used_at: int) -> int:
+        """When a refresh token used at `used_at` must next be exercised: 80-90% of keepalive_seconds later.
+
+        The last 10% leaves room for the next runs to retry a transient failure before the provider's limit;
+        the random 10% before it spreads a cohort connected together over many runs."""
+        window = self.keepalive_seconds * _KEEPALIVE_MARGIN
+        return used_at + int(self.keepalive_seconds - 2 * window + secrets.randbelow(int(window) + 1))
 
     def granted_scopes(self, scope: str) -> list[str]:
         granted = []

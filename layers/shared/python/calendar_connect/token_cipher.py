@@ -1,4 +1,4 @@
-"""Tokens at rest: AES-256-GCM, the connection id as associated data.
+"""Secrets at rest (tokens, webhook secrets): AES-256-GCM, what they belong to as associated data.
 
 Envelope: one data key per container, from KMS (GenerateDataKey) in AWS or a locally configured
 key in the embedded default. A stored blob is `v1 | len(wrapped key) | wrapped key | nonce | ciphertext`;
@@ -69,9 +69,10 @@ class LocalKeySource:
 class KmsKeySource:
     """A data key generated once per container; unwrapped keys cached by their wrapped form."""
 
-    def __init__(self, key_id: str, client: Any | None = None) -> None:
+    def __init__(self, key_id: str, client: Any | None = None, timeouts: tuple[float, float] = (1.0, 2.0)) -> None:
         self._key_id = key_id
         self._client = client
+        self._timeouts = timeouts  # connect, read: per attempt, within the invocation's deadline (aws_calls)
         self._current: tuple[bytes, bytes] | None = None
         self._unwrapped: dict[bytes, bytes] = {}
 
@@ -79,27 +80,31 @@ class KmsKeySource:
         if self._client is None:
             import boto3
 
-            self._client = boto3.client("kms")
+            from .aws_calls import client_config
+
+            self._client = boto3.client("kms", config=client_config(*self._timeouts))
         return self._client
+
+    def _call(self, operation: str, **request: Any) -> Any:
+        from .aws_calls import call
+
+        try:
+            return call(getattr(self._kms(), operation), sum(self._timeouts), **request)
+        except StorageUnavailable:
+            raise
+        except Exception as error:  # botocore errors: KMS refused the call
+            raise StorageUnavailable("kms") from error
 
     def data_key(self) -> tuple[bytes, bytes]:
         if self._current is None:
-            try:
-                answer = self._kms().generate_data_key(
-                    KeyId=self._key_id, KeySpec="AES_256", EncryptionContext=_CONTEXT
-                )
-            except Exception as error:  # botocore errors: KMS unreachable or throttled
-                raise StorageUnavailable("kms") from error
+            answer = self._call("generate_data_key", KeyId=self._key_id, KeySpec="AES_256", EncryptionContext=_CONTEXT)
             self._current = (answer["Plaintext"], answer["CiphertextBlob"])
             self._unwrapped[answer["CiphertextBlob"]] = answer["Plaintext"]
         return self._current
 
     def unwrap(self, wrapped: bytes) -> bytes:
         if wrapped not in self._unwrapped:
-            try:
-                answer = self._kms().decrypt(CiphertextBlob=wrapped, EncryptionContext=_CONTEXT, KeyId=self._key_id)
-            except Exception as error:
-                raise StorageUnavailable("kms") from error
+            answer = self._call("decrypt", CiphertextBlob=wrapped, EncryptionContext=_CONTEXT, KeyId=self._key_id)
             self._unwrapped[wrapped] = answer["Plaintext"]
         return self._unwrapped[wrapped]
 
@@ -127,10 +132,7 @@ class TokenCipher:
         self._keys = keys
 
     def encrypt(self, connection_id: str, tokens: TokenSet) -> bytes:
-        key, wrapped = self._keys.data_key()
-        nonce = os.urandom(12)
-        sealed = _aesgcm()(key).encrypt(nonce, tokens.model_dump_json().encode(), connection_id.encode())
-        return _VERSION + struct.pack(">H", len(wrapped)) + wrapped + nonce + sealed
+        return self.seal(connection_id, tokens.model_dump_json().encode())
 
     def prime(self) -> None:
         self._keys.prime()
@@ -141,26 +143,35 @@ class TokenCipher:
         self._keys.renew()
 
     def decrypt(self, connection_id: str, blob: bytes) -> TokenSet:
-        cipher = _aesgcm()
+        return TokenSet.model_validate_json(self.open(connection_id, blob))
+
+    def seal(self, associated: str, plain: bytes) -> bytes:
+        """Any secret at rest (tokens, webhook secrets), bound to `associated`: it opens only with the same value."""
+        key, wrapped = self._keys.data_key()
+        nonce = os.urandom(12)
+        sealed = _aesgcm()(key).encrypt(nonce, plain, associated.encode())
+        return _VERSION + struct.pack(">H", len(wrapped)) + wrapped + nonce + sealed
+
+    def open(self, associated: str, blob: bytes) -> bytes:
+        aesgcm = _aesgcm()
         try:
             if blob[:1] != _VERSION:
                 raise DecryptionError("unknown token blob version")
             (length,) = struct.unpack(">H", blob[1:3])
             wrapped = blob[3 : 3 + length]
             nonce, sealed = blob[3 + length : 15 + length], blob[15 + length :]
-            plain = cipher(self._keys.unwrap(wrapped)).decrypt(nonce, sealed, connection_id.encode())
+            return aesgcm(self._keys.unwrap(wrapped)).decrypt(nonce, sealed, associated.encode())
         except (struct.error, ValueError) as error:
             raise DecryptionError("token blob is malformed") from error
         except Exception as error:
             if isinstance(error, (DecryptionError, StorageUnavailable)):
                 raise
             raise DecryptionError("token blob does not belong to this connection") from error
-        return TokenSet.model_validate_json(plain)
 
 
-def cipher_from_settings(kms_key_id: str, local_key: str) -> TokenCipher:
+def cipher_from_settings(kms_key_id: str, local_key: str, timeouts: tuple[float, float] = (1.0, 2.0)) -> TokenCipher:
     if kms_key_id:
-        return TokenCipher(KmsKeySource(kms_key_id))
+        return TokenCipher(KmsKeySource(kms_key_id, timeouts=timeouts))
     if local_key:
         return TokenCipher(LocalKeySource(local_key))
     raise ValueError("token encryption needs TOKEN_KMS_KEY_ID (AWS) or LOCAL_TOKEN_KEY (embedded default)")

@@ -1,0 +1,301 @@
+"""The metrics the functions print (EMF on stdout, as Lambda sends them to CloudWatch), read back from the
+handlers invoked with event files against DynamoDB Local; and the attempt id on every log line of an attempt.
+
+The last test ties them to template.yaml: every metric of ours an alarm or the dashboard names is emitted by
+one of these flows, with the dimension set the alarm or widget reads.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+import pytest
+from aws_lambda_powertools.metrics.provider import cold_start
+
+from calendar_connect import deployment, observability
+from calendar_connect.connect_flow import hash_secret
+from calendar_connect.models import Dialect
+from calendar_connect.observability import metrics
+from local.template import load_template
+from tests.conftest import GOOGLE_CLIENT_ID
+from tests.integration.test_callback import callback, connected, failed, seed, start, tokens_for
+from tests.integration.test_connections import access_token, refreshed
+from tests.integration.test_connections import seed as seed_connection
+from tests.support.lambda_runtime import EXAMPLE_API_KEY, EXAMPLE_CLIENT_ID, invoke, load_event
+from tests.support.observability_template import (
+    MetricReference,
+    alarm_references,
+    dashboard_body,
+    dashboard_references,
+)
+from tests.support.provider_server import Answer, google_tokens
+
+pytestmark = pytest.mark.usefixtures("example_client")
+SERVICE = "calendar-connect"
+
+
+class Emitted:
+    """The EMF lines printed since the last read: each counted metric with its dimension values and sets."""
+
+    def __init__(self, capsys: pytest.CaptureFixture[str]) -> None:
+        self.capsys = capsys
+        self.seen: list[dict[str, Any]] = []
+
+    def read(self) -> list[dict[str, Any]]:
+        lines = self.capsys.readouterr().out.splitlines()
+        blobs = [json.loads(line) for line in lines if line.startswith('{"_aws"')]
+        self.seen += blobs
+        return blobs
+
+    @staticmethod
+    def counts(blobs: list[dict[str, Any]], metric: str) -> list[dict[str, str]]:
+        """Each count of `metric`: its dimension values (every set's keys)."""
+        found = []
+        for blob in blobs:
+            for directive in blob["_aws"]["CloudWatchMetrics"]:
+                if any(m["Name"] == metric for m in directive["Metrics"]):
+                    assert directive["Namespace"] == "CalendarConnect"
+                    keys = {key for dimension_set in directive["Dimensions"] for key in dimension_set}
+                    found.append({key: blob[key] for key in keys})
+        return found
+
+    def covers(self, ref: MetricReference, function_names: dict[str, str]) -> bool:
+        """Some line seen counts ref's metric under a dimension set of exactly ref's keys, with its values."""
+        for blob in self.seen:
+            for directive in blob["_aws"]["CloudWatchMetrics"]:
+                if not any(m["Name"] == ref.name for m in directive["Metrics"]):
+                    continue
+                for dimension_set in directive["Dimensions"]:
+                    if set(dimension_set) != ref.keys:
+                        continue
+                    wanted = {k: function_names.get(v, v) for k, v in ref.dimensions if v is not None}
+                    if all(blob[k] == v for k, v in wanted.items()):
+                        return True
+        return False
+
+
+@pytest.fixture
+def emitted(environment, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Emitted:
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "false")  # as deployed: EMF on stdout
+    # The shared Metrics was made at import, before this environment: give it what Lambda's would read.
+    monkeypatch.setattr(metrics, "namespace", environment["POWERTOOLS_METRICS_NAMESPACE"])
+    monkeypatch.setattr(metrics, "service", environment["POWERTOOLS_SERVICE_NAME"])
+    capsys.readouterr()
+    return Emitted(capsys)
+
+
+def _query(url: str) -> dict[str, str]:
+    return {k: v[0] for k, v in parse_qs(urlsplit(url).query).items()}
+
+
+def _hop(attempt: str, cookies: list[str] | None = None) -> dict[str, Any]:
+    event = load_event("start-attempt.json")
+    event["queryStringParameters"] = {"attempt": attempt}
+    event["rawQueryString"] = urlencode({"attempt": attempt})
+    if cookies:
+        event["cookies"] = cookies
+    return invoke("CallbackFunction", event)
+
+
+# --- the flows -------------------------------------------------------------------------------------------
+
+
+def connect(provider_server: Any, provider: str = "google", dialect: Dialect = Dialect.WIX) -> str:
+    attempt = start(provider, dialect)
+    provider_server.script(f"/{provider}/token", Answer(200, tokens_for(attempt)))
+    return connected(callback({"state": attempt.state, "code": "auth-code"}), dialect)
+
+
+def fail(provider_server: Any, how: str, dialect: Dialect = Dialect.TEAMUP) -> tuple[str, str]:
+    attempt = start("google", dialect)
+    if how == "token_endpoint_down":
+        provider_server.script("/google/token", Answer(503, {"error": "temporarily_unavailable"}))
+        return failed(callback({"state": attempt.state, "code": "auth-code"}), dialect)
+    return failed(callback({"state": attempt.state, "error": how}), dialect)
+
+
+def open_and_expire_start_links(storage: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BROWSER_BINDING", "true")
+    deployment.reset()
+    event = load_event("initiate-wix.json")
+    attempt = _query(json.loads(invoke("InitiateFunction", event)["body"])["oauthUrl"])["attempt"]
+    assert _hop(attempt)["statusCode"] == 302
+    late = "late-attempt-" + secrets.token_urlsafe(24)  # one per call: the table lives for the session
+    seed(storage, late, binding=True, expires_in=-1)
+    assert _query(_hop(late)["headers"]["Location"])["reason"] == "expired"
+
+
+def serve_refresh_and_lose_access_tokens(provider_server: Any) -> None:
+    fresh = seed_connection(EXAMPLE_CLIENT_ID, schedule_id="schedule-metrics-1")
+    assert access_token(EXAMPLE_API_KEY, fresh.connection_id)["statusCode"] == 200
+    expiring = seed_connection(EXAMPLE_CLIENT_ID, schedule_id="schedule-metrics-2", expires_in=60)
+    provider_server.script("/google/token", refreshed("ya29.refreshed"))
+    assert access_token(EXAMPLE_API_KEY, expiring.connection_id)["statusCode"] == 200
+    lost = seed_connection(EXAMPLE_CLIENT_ID, schedule_id="schedule-metrics-3", expires_in=60)
+    provider_server.script("/google/token", Answer(400, {"error": "invalid_grant"}))
+    assert access_token(EXAMPLE_API_KEY, lost.connection_id)["statusCode"] == 428
+
+
+def cold_start_both_functions(monkeypatch: pytest.MonkeyPatch) -> None:
+    for function, event in (("InitiateFunction", "providers-list.json"), ("CallbackFunction", "start-attempt.json")):
+        monkeypatch.setattr(cold_start, "is_cold_start", True)  # this process's first invocation was long ago
+        invoke(function, load_event(event))
+        invoke(function, load_event(event))  # warm: not counted
+
+
+# --- each count, with its dimensions ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("provider", "dialect"), [("google", Dialect.WIX), ("microsoft", Dialect.TEAMUP)])
+def test_a_connect_counts_one_start_and_one_connected_finish(emitted, provider_server, provider, dialect):
+    # When an attempt is started and connected
+    connect(provider_server, provider, dialect)
+    # Then one start and one finish are counted, by provider and dialect, connected without a reason
+    blobs = emitted.read()
+    assert Emitted.counts(blobs, "AuthorizationStarted") == [
+        {"service": SERVICE, "provider": provider, "dialect": dialect.value}
+    ]
+    assert Emitted.counts(blobs, "AuthorizationFinished") == [
+        {"service": SERVICE, "provider": provider, "dialect": dialect.value, "outcome": "connected", "reason": "none"}
+    ]
+
+
+@pytest.mark.parametrize(
+    ("how", "outcome"),
+    [
+        ("token_endpoint_down", ("internal", "token_exchange_failed")),
+        ("server_error", ("internal", "provider_error")),
+        ("access_denied", ("reject", "access_denied")),
+    ],
+)
+def test_a_failed_attempt_is_counted_by_its_outcome_and_reason(emitted, provider_server, how, outcome):
+    assert fail(provider_server, how) == outcome
+    (finished,) = Emitted.counts(emitted.read(), "AuthorizationFinished")
+    assert finished == {
+        "service": SERVICE,
+        "provider": "google",
+        "dialect": "teamup",
+        "outcome": outcome[0],
+        "reason": outcome[1],
+    }
+
+
+def test_a_replayed_callback_is_not_a_second_finish(emitted, provider_server):
+    attempt = start("google", Dialect.WIX)
+    provider_server.script("/google/token", Answer(200, tokens_for(attempt)))
+    first = connected(callback({"state": attempt.state, "code": "c"}), Dialect.WIX)
+    assert connected(callback({"state": attempt.state, "code": "c"}), Dialect.WIX) == first
+    assert len(Emitted.counts(emitted.read(), "AuthorizationFinished")) == 1
+
+
+def test_an_expired_callback_is_a_finish_with_reason_expired(emitted, storage):
+    state = "expired-state-" + secrets.token_urlsafe(24)
+    seed(storage, state, expires_in=-1, dialect=Dialect.TEAMUP)
+    assert failed(callback({"state": state, "code": "c"}), Dialect.TEAMUP) == ("internal", "expired")
+    assert Emitted.counts(emitted.read(), "AuthorizationFinished") == [
+        {"service": SERVICE, "provider": "google", "dialect": "teamup", "outcome": "internal", "reason": "expired"}
+    ]
+
+
+def test_the_start_hop_counts_links_opened_and_links_expired(emitted, storage, monkeypatch):
+    open_and_expire_start_links(storage, monkeypatch)
+    blobs = emitted.read()
+    assert Emitted.counts(blobs, "StartLinkOpened") == [{"service": SERVICE, "provider": "google"}]
+    assert Emitted.counts(blobs, "StartLinkExpired") == [{"service": SERVICE, "provider": "google"}]
+
+
+def test_access_tokens_served_refreshed_and_lost_consent_are_counted(emitted, provider_server):
+    serve_refresh_and_lose_access_tokens(provider_server)
+    blobs = emitted.read()
+    google = {"service": SERVICE, "provider": "google"}
+    assert Emitted.counts(blobs, "AccessTokenServed") == [google, google]  # the fresh one, the refreshed one
+    assert Emitted.counts(blobs, "AccessTokenRefreshed") == [google]
+    assert Emitted.counts(blobs, "ReauthRequired") == [google]
+
+
+def test_a_cold_start_is_counted_once_per_container_by_function_name(emitted, monkeypatch):
+    cold_start_both_functions(monkeypatch)
+    assert Emitted.counts(emitted.read(), "ColdStart") == [
+        {"service": SERVICE, "function_name": "InitiateFunction"},
+        {"service": SERVICE, "function_name": "CallbackFunction"},
+    ]
+
+
+# --- one attempt id on every log line --------------------------------------------------------------------
+
+
+def test_every_log_line_of_an_attempt_carries_its_id_from_initiate_through_the_hop_to_the_callback(
+    environment, provider_server, monkeypatch, log_lines
+):
+    monkeypatch.setenv("BROWSER_BINDING", "true")
+    deployment.reset()
+    lines_so_far = 0
+
+    def lines_of(step: Callable[[], Any]) -> list[dict[str, Any]]:
+        nonlocal lines_so_far
+        step()
+        lines = log_lines().splitlines()
+        new, lines_so_far = lines[lines_so_far:], len(lines)
+        return [json.loads(line) for line in new]
+
+    # Given an attempt started through the API, whose id is its state hash's first 16 hex characters
+    answer: dict[str, Any] = {}
+    initiate = lines_of(lambda: answer.update(invoke("InitiateFunction", load_event("initiate-wix.json"))))
+    state = _query(json.loads(answer["body"])["oauthUrl"])["attempt"]
+    attempt_id = observability.attempt_id(hash_secret(state))
+    # When the browser takes the start hop, then comes back from Google
+    hop: dict[str, Any] = {}
+    opened = lines_of(lambda: hop.update(_hop(state)))
+    nonce = _query(hop["headers"]["Location"])["nonce"]
+    cookie = hop["cookies"][0].split(";")[0]
+    provider_server.script("/google/token", Answer(200, google_tokens(GOOGLE_CLIENT_ID, nonce)))
+    back: dict[str, Any] = {}
+    finished = lines_of(lambda: back.update(callback({"state": state, "code": "c"}, cookies=[cookie])))
+    connection_id = _query(back["headers"]["Location"])["connectionId"]
+    # Then every line of each request carries the attempt id, as attemptId and as the correlation id
+    for request in (initiate, opened, finished):
+        assert request
+        for line in request:
+            assert (line.get("attemptId"), line.get("correlation_id")) == (attempt_id, attempt_id), line
+            assert line["requestId"] not in ("", attempt_id), line  # API Gateway's, the access log's key
+    # And the callback's outcome line names the connection, with the attempt's provider, dialect and outcome
+    outcome = next(line for line in finished if line["message"] == "authorization finished")
+    assert (outcome["connectionId"], outcome["providerId"], outcome["dialect"], outcome["outcome"]) == (
+        connection_id,
+        "google",
+        "wix",
+        "connected",
+    )
+    assert outcome["reason"] == "none" and 0 <= outcome["attemptSeconds"] < 60
+    # And nothing carries the state itself
+    assert state not in log_lines()
+
+
+# --- template.yaml names nothing that is not emitted -------------------------------------------------------
+
+
+def test_every_metric_an_alarm_or_the_dashboard_names_is_emitted_with_that_dimension_set(
+    emitted, provider_server, storage, monkeypatch
+):
+    # Given every flow that counts something
+    connect(provider_server, "google", Dialect.WIX)
+    connect(provider_server, "microsoft", Dialect.TEAMUP)
+    for how in ("token_endpoint_down", "server_error", "access_denied"):
+        fail(provider_server, how)
+    serve_refresh_and_lose_access_tokens(provider_server)
+    cold_start_both_functions(monkeypatch)
+    open_and_expire_start_links(storage, monkeypatch)
+    emitted.read()
+    # When the template's alarms and dashboard are read
+    template = load_template()
+    references = alarm_references(template) + dashboard_references(dashboard_body(template))
+    ours = [ref for ref in references if ref.namespace == "CalendarConnect"]
+    assert len({ref.name for ref in ours}) >= 8
+    # Then each of our metrics they name was counted under that exact dimension set, with the values they read
+    function_names = {f"<{name}>": name for name in ("InitiateFunction", "CallbackFunction")}  # as Lambda names them
+    missing = [ref for ref in ours if not emitted.covers(ref, function_names)]
+    assert not missing, "\n".join(f"{ref.where}: {ref.name} {dict(ref.dimensions)}" for ref in missing)
