@@ -17,13 +17,15 @@ from typing import Any
 
 from bench.flow import callback_event, script_token_answer, start_attempt
 from bench.stack import Stack
+from bench.warm import floor_on, prepare_floor_callback, token_endpoint
 from local.template import ROOT, functions, load_template
 from tests.support.lambda_runtime import EVENTS, lambda_variables
 
 # Packages the python3.13 Lambda runtime ships precompiled; everything else comes from the layer.
 SITE = ROOT / "bench" / "out" / "lambda-site"  # git-ignored
-_COMPLETE = ".complete-2"  # bumped when the site's make-up changes, so a cached site is rebuilt
-RUNTIME_PACKAGES = {"boto3", "botocore", "s3transfer", "jmespath", "dateutil", "urllib3", "six"}
+_COMPLETE = ".complete-3"  # bumped when the site's make-up changes, so a cached site is rebuilt
+# snapshot_restore_py: the SnapStart hooks' registry, which Lambda's Python runtimes ship (3.12 and later).
+RUNTIME_PACKAGES = {"boto3", "botocore", "s3transfer", "jmespath", "dateutil", "urllib3", "six", "snapshot_restore_py"}
 # What layers/shared/Makefile removes from the layer: the runtime's copies are used.
 BOTOCORE_ONLY = {"boto3", "botocore", "s3transfer", "urllib3", "dateutil", "python_dateutil", "six"}
 
@@ -37,10 +39,13 @@ class ColdRuns:
         return statistics.median(run[key] for run in self.runs)
 
 
+FLOORS = ("floor", "card-floor")
+
+
 def _lambda_variables(target: str) -> dict[str, str]:
     """As in Lambda, tracing and EMF metrics on as template.yaml deploys them: the request is sampled, its
     subsegments go by UDP to a daemon address nobody listens on, its metrics to stdout."""
-    task_root = target if target != "floor" else str(ROOT)
+    task_root = target if target not in FLOORS else str(ROOT)
     return {**lambda_variables(task_root, "bench"), "POWERTOOLS_METRICS_DISABLED": "false"}
 
 
@@ -84,7 +89,7 @@ def lambda_site(build: bool) -> tuple[list[str], str]:
     return [], "this virtualenv's site-packages (no Lambda-like site built: run without --quick once)"
 
 
-def _child(stack: Stack, target: str, event_file: Path, site: list[str], anatomy: bool = False) -> dict[str, Any]:
+def _child(stack: Stack, target: str, event_file: Path, site: list[str], *flags: str) -> dict[str, Any]:
     env = {**stack.child_env(), **_lambda_variables(target)}
     isolate = []
     if site:
@@ -92,8 +97,7 @@ def _child(stack: Stack, target: str, event_file: Path, site: list[str], anatomy
         env["PYTHONPATH"] = os.pathsep.join([env["PYTHONPATH"], *site])
         isolate = ["-S"]
     done = subprocess.run(
-        [sys.executable, *isolate, "-m", "bench.coldstart_child", target, str(event_file)]
-        + (["--anatomy"] if anatomy else []),
+        [sys.executable, *isolate, "-m", "bench.coldstart_child", target, str(event_file), *flags],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -107,22 +111,55 @@ def _child(stack: Stack, target: str, event_file: Path, site: list[str], anatomy
 
 
 def measure_cold(stack: Stack, runs: int, site: list[str], anatomy: bool = False) -> dict[str, ColdRuns]:
-    """Median-ready cold starts of the floor and both functions, interleaved. With `anatomy`, the functions' children
+    """Median-ready cold starts of both floors and both functions, interleaved. With `anatomy`, the functions' children
     import the handler's dependencies one group at a time first (bench/coldstart_child.py), to say where time goes."""
     code = {name: str(f.code_dir) for name, f in functions(load_template()).items()}
-    results = {name: ColdRuns(name) for name in ("floor", "InitiateFunction", "CallbackFunction")}
+    results = {name: ColdRuns(name) for name in (*FLOORS, "InitiateFunction", "CallbackFunction")}
+    steps = ("--anatomy",) if anatomy else ()
     with tempfile.TemporaryDirectory(prefix="cc-bench-cold-") as directory:
         callback_file = Path(directory) / "callback.json"
         for _ in range(runs):
             if not anatomy:
-                results["floor"].runs.append(_child(stack, "floor", EVENTS / "initiate-wix.json", site))
-            initiate = _child(stack, code["InitiateFunction"], EVENTS / "initiate-wix.json", site, anatomy)
+                for floor in FLOORS:
+                    results[floor].runs.append(_child(stack, floor, EVENTS / "initiate-wix.json", site))
+            initiate = _child(stack, code["InitiateFunction"], EVENTS / "initiate-wix.json", site, *steps)
             assert initiate["status"] == 200, initiate
             results["InitiateFunction"].runs.append(initiate)
             state, nonce = start_attempt()
             script_token_answer(stack, nonce)
             callback_file.write_text(json.dumps(callback_event(state)))
-            callback = _child(stack, code["CallbackFunction"], callback_file, site, anatomy)
+            callback = _child(stack, code["CallbackFunction"], callback_file, site, *steps)
+            assert callback["status"] == 302, callback
+            results["CallbackFunction"].runs.append(callback)
+    return results
+
+
+# Each function's request after a restore, and the floor's same calls (bench/floor.py).
+RESTORED = {"InitiateFunction": "initiate", "CallbackFunction": "callback"}
+
+
+def measure_restore(stack: Stack, runs: int, site: list[str]) -> dict[str, ColdRuns]:
+    """The first request of a copy restored from a SnapStart snapshot (emulated with fork, bench/coldstart_child.py
+    --restore), per function, interleaved with the floor's first request on new connections."""
+    code = {name: str(f.code_dir) for name, f in functions(load_template()).items()}
+    results = {name: ColdRuns(name) for key in RESTORED for name in (key, f"floor {RESTORED[key]}")}
+    floor = floor_on(stack)  # puts the floor's attempts and scripts its token answers, from this process
+    floor_setup = {"tokenEndpoint": token_endpoint(stack), "clientId": floor.client_id}
+    with tempfile.TemporaryDirectory(prefix="cc-bench-restore-") as directory:
+        event_file = Path(directory) / "event.json"
+        for _ in range(runs):
+            event_file.write_text(json.dumps({"request": "initiate", **floor_setup}))
+            results["floor initiate"].runs.append(_child(stack, "floor", event_file, site, "--restore"))
+            initiate = _child(stack, code["InitiateFunction"], EVENTS / "initiate-wix.json", site, "--restore")
+            assert initiate["status"] == 200, initiate
+            results["InitiateFunction"].runs.append(initiate)
+            state_hash = prepare_floor_callback(floor, stack)
+            event_file.write_text(json.dumps({"request": "callback", "stateHash": state_hash, **floor_setup}))
+            results["floor callback"].runs.append(_child(stack, "floor", event_file, site, "--restore"))
+            state, nonce = start_attempt()
+            script_token_answer(stack, nonce)
+            event_file.write_text(json.dumps(callback_event(state)))
+            callback = _child(stack, code["CallbackFunction"], event_file, site, "--restore")
             assert callback["status"] == 302, callback
             results["CallbackFunction"].runs.append(callback)
     return results

@@ -1,4 +1,5 @@
-"""One cold start in a fresh interpreter: `python -m bench.coldstart_child <floor|code dir> <event file> [--anatomy]`.
+"""One cold start in a fresh interpreter: `python -m bench.coldstart_child <floor|card-floor|code dir> <event file>
+[--anatomy|--restore]`.
 
 Imports only what the Lambda runtime itself has loaded before the handler (json, os, sys, time), so
 everything the handler module pulls in is counted. Prints one JSON line (last on stdout: the function's
@@ -6,6 +7,8 @@ own EMF metrics and logs come before it).
 
 With --anatomy, the handler's dependencies are imported one group at a time before the handler module, each
 timed: where a cold start's time goes beyond the floor (one DynamoDB client more than a plain cold start).
+
+With --restore, the first request of a copy restored from a SnapStart snapshot, emulated with fork.
 """
 
 import json
@@ -63,9 +66,70 @@ def _import_in_steps(target: str) -> list[list]:
     return steps
 
 
-def main(target: str, event_file: str, anatomy: bool = False) -> None:
+def _card_floor() -> None:
+    """The card's own floor: the SDK floor plus the libraries the product chose, set up as observability.py sets
+    them up, and nothing of ours."""
+    import boto3
+    import httpx  # noqa: F401
+    import pydantic  # noqa: F401
+    from aws_lambda_powertools import Logger, Metrics, Tracer
+
+    Logger()
+    Tracer(auto_patch=False).patch(["botocore"])
+    Metrics()
+    boto3.client("dynamodb", endpoint_url=os.environ["DYNAMODB_ENDPOINT"])
+
+
+def _first_request_after_restore(target: str, event: dict) -> dict:
+    """--restore: SnapStart emulated (tests/support/snapstart.py). Ours: import the handler, run the before-snapshot
+    hooks, fork; the child runs the after-restore hooks and serves its first request, both timed (Lambda counts the
+    hooks in the restore the caller waits for). The floor: its clients made, fork; the child makes the same calls as
+    the request on new connections (bench/floor.py; the event file names the request)."""
+    import importlib
+
+    from tests.support.snapstart import restore, restored_copies, take_snapshot
+
+    if target == "floor":
+        from bench.floor import Floor
+
+        floor = Floor(os.environ["DYNAMODB_ENDPOINT"], event["tokenEndpoint"], event["clientId"])
+        calls = floor.initiate if event["request"] == "initiate" else lambda: floor.callback(event["stateHash"])
+
+        def first_request(_: int) -> dict:
+            cpu0, t0 = time.process_time(), time.perf_counter()
+            calls()
+            return {
+                "first_request_ms": (time.perf_counter() - t0) * 1000,
+                "cpu_ms": (time.process_time() - cpu0) * 1000,
+            }
+
+    else:
+        sys.path.insert(0, target)
+        handler = importlib.import_module("app").lambda_handler
+        take_snapshot()
+
+        def first_request(_: int) -> dict:
+            cpu0, t0 = time.process_time(), time.perf_counter()
+            restore()
+            t1 = time.perf_counter()
+            status = handler(event, _Context())["statusCode"]
+            return {
+                "restore_ms": (t1 - t0) * 1000,
+                "first_request_ms": (time.perf_counter() - t0) * 1000,
+                "cpu_ms": (time.process_time() - cpu0) * 1000,
+                "status": status,
+            }
+
+    [answer] = restored_copies(first_request, copies=1, run_hooks=False)
+    return answer
+
+
+def main(target: str, event_file: str, anatomy: bool = False, after_restore: bool = False) -> None:
     with open(event_file) as handle:
         event = json.load(handle)
+    if after_restore:
+        print(json.dumps(_first_request_after_restore(target, event)))
+        return
     cpu0, t0 = time.process_time(), time.perf_counter()
     status = None
     steps = None
@@ -73,6 +137,9 @@ def main(target: str, event_file: str, anatomy: bool = False) -> None:
         import boto3
 
         boto3.client("dynamodb", endpoint_url=os.environ["DYNAMODB_ENDPOINT"])
+        t1 = t2 = time.perf_counter()
+    elif target == "card-floor":
+        _card_floor()
         t1 = t2 = time.perf_counter()
     else:
         sys.path.insert(0, target)  # /var/task comes first, then the layer (/opt/python, on PYTHONPATH)
@@ -110,4 +177,4 @@ def main(target: str, event_file: str, anatomy: bool = False) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2], anatomy="--anatomy" in sys.argv[3:])
+    main(sys.argv[1], sys.argv[2], anatomy="--anatomy" in sys.argv[3:], after_restore="--restore" in sys.argv[3:])

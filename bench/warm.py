@@ -2,24 +2,16 @@
 
 from __future__ import annotations
 
-import hashlib
-import secrets
 import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import boto3
-import httpx
-from botocore.config import Config
-
+from bench.floor import Floor
 from bench.flow import INITIATE_EVENTS, access_token_event, callback_event, connect, script_token_answer, start_attempt
 from bench.stack import Stack
-from calendar_connect.dal import Connections, keepalive_shard
 from tests.support.lambda_runtime import EXAMPLE_CLIENT_ID, invoke, load_event
-
-PENDING, CONNECTIONS, API_CLIENTS = "PendingAuthorizationsTable", "ConnectionsTable", "ApiClientsTable"
 
 
 @dataclass
@@ -51,110 +43,19 @@ class Latencies:
         return self.percentile(self.floor if floor else self.ours, 0.99)
 
 
-class Floor:
-    """What any implementation must do per request: the same DynamoDB and HTTP calls, made directly."""
+def token_endpoint(stack: Stack) -> str:
+    return f"{stack.provider.base_url}/google/token"
 
-    def __init__(self, stack: Stack) -> None:
-        config = Config(connect_timeout=2, read_timeout=5, retries={"max_attempts": 3, "mode": "standard"})
-        self.db = boto3.client("dynamodb", endpoint_url=stack.dynamodb.endpoint, config=config)
-        self.http = httpx.Client(timeout=8.0)
-        self.stack = stack
-        self.token_endpoint = f"{stack.provider.base_url}/google/token"
 
-    def authenticate(self) -> None:
-        self.db.get_item(TableName=API_CLIENTS, Key={"clientId": {"S": EXAMPLE_CLIENT_ID}}, ConsistentRead=True)
+def floor_on(stack: Stack) -> Floor:
+    return Floor(stack.dynamodb.endpoint, token_endpoint(stack), EXAMPLE_CLIENT_ID)
 
-    def pending_item(self, state_hash: str) -> dict[str, Any]:
-        now = int(time.time())
-        return {
-            "stateHash": {"S": state_hash},
-            "providerId": {"S": "google"},
-            "clientId": {"S": EXAMPLE_CLIENT_ID},
-            "scheduleId": {"S": "schedule-42"},
-            "returnUrl": {"S": "https://booking.example.com/calendar/connected?tab=staff"},
-            "dialect": {"S": "wix"},
-            "redirectUri": {"S": "https://calendar-connect.example.org/oauth2/callback"},
-            "codeVerifier": {"S": secrets.token_urlsafe(64)},
-            "nonce": {"S": secrets.token_urlsafe(16)},
-            "createdAt": {"N": str(now)},
-            "expiresAt": {"N": str(now + 600)},
-            "status": {"S": "PENDING"},
-            "requiresBrowserBinding": {"BOOL": False},
-        }
 
-    def initiate(self) -> None:
-        self.authenticate()
-        state_hash = hashlib.sha256(secrets.token_urlsafe(32).encode()).hexdigest()
-        self.db.put_item(
-            TableName=PENDING, Item=self.pending_item(state_hash), ConditionExpression="attribute_not_exists(stateHash)"
-        )
-
-    def prepare_callback(self) -> str:
-        state_hash = hashlib.sha256(secrets.token_urlsafe(32).encode()).hexdigest()
-        self.db.put_item(TableName=PENDING, Item=self.pending_item(state_hash))
-        script_token_answer(self.stack, None)
-        return state_hash
-
-    def callback(self, state_hash: str) -> None:
-        key = {"stateHash": {"S": state_hash}}
-        now = str(int(time.time()))
-        # The claim is the read: the attempt comes back with it (or, when the claim fails, with the error).
-        self.db.update_item(
-            TableName=PENDING,
-            Key=key,
-            UpdateExpression="SET #s = :c",
-            ConditionExpression="#s = :p AND expiresAt > :now",
-            ExpressionAttributeNames={"#s": "status"},
-            ExpressionAttributeValues={":c": {"S": "CONSUMED"}, ":p": {"S": "PENDING"}, ":now": {"N": now}},
-            ReturnValues="ALL_NEW",
-            ReturnValuesOnConditionCheckFailure="ALL_OLD",
-        )
-        # The contract: an attempt whose API client was revoked meanwhile redeems no code.
-        self.db.get_item(
-            TableName=API_CLIENTS, Key={"clientId": {"S": EXAMPLE_CLIENT_ID}}, ProjectionExpression="clientId, revoked"
-        )
-        self.http.post(self.token_endpoint, data={"grant_type": "authorization_code", "code": "c"}).json()
-        # The connection: the same upsert (expression, attributes, sizes) as Connections.upsert_connected.
-        created = "2026-11-21T09:00:00Z"
-        self.db.update_item(
-            TableName=CONNECTIONS,
-            Key={"connectionId": {"S": "floor-connection"}},
-            UpdateExpression=Connections.UPSERT_CONNECTED,
-            ExpressionAttributeNames={"#s": "status"},
-            ExpressionAttributeValues={
-                ":clientId": {"S": EXAMPLE_CLIENT_ID},
-                ":providerId": {"S": "google"},
-                ":calendarType": {"S": "GOOGLE"},
-                ":scheduleId": {"S": "schedule-42"},
-                ":externalAccountId": {"S": "110169484474386276334"},
-                ":email": {"S": "staff.member@example.com"},
-                ":scopesGranted": {
-                    "L": [{"S": "openid"}, {"S": "email"}, {"S": "https://www.googleapis.com/auth/calendar"}]
-                },
-                ":status": {"S": "CONNECTED"},
-                ":createdAt": {"S": created},
-                ":updatedAt": {"S": created},
-                ":tokens": {"B": secrets.token_bytes(175)},
-                ":expiresAt": {"N": now},
-                ":listKey": {"S": f"{EXAMPLE_CLIENT_ID}#{created}#floor-connection"},
-                ":one": {"N": "1"},
-                ":zero": {"N": "0"},
-                ":keepAliveShard": {"S": keepalive_shard("floor-connection")},
-                ":keepAliveDueAt": {"N": str(int(now) + 544320)},
-            },
-            ReturnValues="ALL_NEW",
-        )
-        self.db.update_item(
-            TableName=PENDING,
-            Key=key,
-            UpdateExpression="SET #s = :d, outcome = :o",
-            ExpressionAttributeNames={"#s": "status"},
-            ExpressionAttributeValues={":d": {"S": "DONE"}, ":o": {"M": {"connectionId": {"S": "floor-connection"}}}},
-        )
-
-    def access_token(self, connection_id: str) -> None:
-        self.authenticate()
-        self.db.get_item(TableName=CONNECTIONS, Key={"connectionId": {"S": connection_id}}, ConsistentRead=True)
+def prepare_floor_callback(floor: Floor, stack: Stack) -> str:
+    """A pending attempt for the floor's callback to claim, and the token server's answer to it."""
+    state_hash = floor.put_attempt()
+    script_token_answer(stack, None)
+    return state_hash
 
 
 class CallClock:
@@ -221,7 +122,7 @@ def _ok(answer: dict[str, Any], status: int) -> None:
 def measure_warm(stack: Stack, iterations: int) -> list[Latencies]:
     from calendar_connect import deployment, oauth_client
 
-    floor = Floor(stack)
+    floor = floor_on(stack)
     floor_clock = CallClock(floor.db, floor.http)
     ours_clock = CallClock(deployment.current().storage.client, oauth_client.http_client())
     results = []
@@ -243,7 +144,7 @@ def measure_warm(stack: Stack, iterations: int) -> list[Latencies]:
         return _timed(lambda: _ok(invoke("CallbackFunction", event), 302), ours_clock)
 
     def callback_floor() -> tuple[float, float]:
-        state_hash = floor.prepare_callback()
+        state_hash = prepare_floor_callback(floor, stack)
         return _timed(lambda: floor.callback(state_hash), floor_clock)
 
     results.append(_run(Latencies("callback (success)"), callback, callback_floor, iterations))

@@ -8,7 +8,11 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from calendar_connect import deadline, deployment
+from calendar_connect import (
+    deadline,
+    deployment,
+    snapstart,  # noqa: F401 - registers the SnapStart hooks
+)
 from calendar_connect.connect_flow import Page, Redirect, finish_authorization, open_attempt
 from calendar_connect.http_answers import BROWSER_HEADERS, page
 from calendar_connect.observability import logger, metrics, tracer

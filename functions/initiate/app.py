@@ -56,6 +56,7 @@ from calendar_connect.models import (
 from calendar_connect.oauth_client import ProviderConfigurationError
 from calendar_connect.observability import logger, metrics, tracer
 from calendar_connect.request_limits import MAX_JSON_DEPTH, is_json, json_nesting_exceeds
+from calendar_connect.snapstart import register_before_snapshot  # and the shared SnapStart hooks
 
 app = APIGatewayHttpResolver(enable_validation=True)
 app.configure_openapi(
@@ -317,6 +318,11 @@ def delete_webhook():  # type: ignore[no-untyped-def]
 @app.post(WEBHOOK + "/rotate-secret", responses=_errors(404, ok={JSON: {"model": WebhookSecretResponse}}))
 def rotate_webhook_secret():  # type: ignore[no-untyped-def]
     return _no_store(webhooks.rotate_secret(deployment.current(), _client()))
+
+
+# Before a SnapStart snapshot: every route's validation (its parameters', body's and answer's models), which the
+# resolver otherwise builds on the route's first request; the schema itself is not kept.
+register_before_snapshot(app.get_openapi_schema)
 
 
 def _raw_body(event: dict[str, Any]) -> bytes:

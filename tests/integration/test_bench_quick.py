@@ -30,6 +30,10 @@ def test_the_quick_benchmark_prints_and_writes_every_row(tmp_path):
     for row in (
         "cold init InitiateFunction",
         "cold init CallbackFunction",
+        "cold init InitiateFunction against the card floor",
+        "cold init CallbackFunction against the card floor",
+        "first request after a SnapStart restore, InitiateFunction",
+        "first request after a SnapStart restore, CallbackFunction",
         "warm initiate (wix), p50",
         "warm initiate (teamup), p50",
         "warm callback (success), p50",

@@ -54,6 +54,18 @@ def reset() -> None:
     _provider = None
 
 
+def prime(secrets_id: str) -> None:
+    """Before a SnapStart snapshot: the secrets reader and its client, no secret read (none may be in the snapshot)."""
+    if secrets_id:
+        _secrets_provider()
+
+
+def drop_connections() -> None:
+    """After a SnapStart restore: close the reader's pooled connections (the client and its model stay)."""
+    if _provider is not None:
+        _provider.client.close()
+
+
 def stored_credentials(secrets_id: str) -> Mapping[str, Any]:
     """The client-secrets secret's JSON (cached by Powertools); empty where the deployment names none."""
     if not secrets_id:

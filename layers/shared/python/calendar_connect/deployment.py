@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -73,3 +74,39 @@ def reset() -> None:
     _current = None
     get_settings.cache_clear()
     credentials.reset()
+
+
+def prime() -> None:
+    """Before a SnapStart snapshot: set up, as a first request would, what every restored copy may share, opening no
+    connection and generating nothing unique: settings, the provider configuration, the DynamoDB client (its service
+    model), the token cipher (its KMS client, no data key), the provider HTTP client (its TLS context), the Secrets
+    Manager reader's client (no secret), every model's validators, and the modules a request imports on first use."""
+    from pydantic import BaseModel
+
+    from . import models, oauth_client
+
+    here = current()
+    _ = here.providers, here.storage  # cached properties: built by reading them
+    here.cipher.prime()
+    oauth_client.http_client()
+    credentials.prime(here.settings.client_secrets_id)
+    for model in vars(models).values():
+        if isinstance(model, type) and issubclass(model, BaseModel) and model.__module__ == models.__name__:
+            model.model_rebuild()
+
+
+def after_restore() -> None:
+    """After a SnapStart restore: re-create what no two copies of one snapshot may share."""
+    from . import oauth_client
+
+    # The random module's state (aws_calls' backoff jitter, keep-alive jitter, X-Ray ids) would repeat in every copy.
+    random.seed()
+    here = _current
+    if here is not None:
+        made = vars(here)  # only what init made: a cached_property not yet read is not there
+        if "storage" in made:
+            here.storage.client.close()  # its pooled connections; the client and its model stay
+        if "cipher" in made:
+            here.cipher.renew_data_key()
+    oauth_client.drop_connections()
+    credentials.drop_connections()

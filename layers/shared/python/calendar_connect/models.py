@@ -8,7 +8,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-_STRICT = ConfigDict(extra="forbid", str_strip_whitespace=False)
+# Every model is built on its first use, not at import: each function builds only the models its requests use
+# (the callback none of the API's requests and answers), and a SnapStart snapshot holds those it primed.
+_BUILT_ON_USE = ConfigDict(defer_build=True)
+_STRICT = ConfigDict(extra="forbid", str_strip_whitespace=False, defer_build=True)
 ID_PATTERN = r"^[A-Za-z0-9._:@\-]+$"  # provider and schedule ids, wherever the API takes one
 
 
@@ -53,17 +56,23 @@ class TeamUpInitiateRequest(BaseModel):
 
 
 class ConnectByOAuthResponse(BaseModel):
+    model_config = _BUILT_ON_USE
+
     oauthUrl: str
     timeoutSeconds: int
     expiresAt: str
 
 
 class TeamUpInitiateResponse(BaseModel):
+    model_config = _BUILT_ON_USE
+
     uri: str
     timeout_seconds: int
 
 
 class ProviderInfo(BaseModel):
+    model_config = _BUILT_ON_USE
+
     providerId: str
     name: str
     calendarType: str
@@ -73,10 +82,14 @@ class ProviderInfo(BaseModel):
 
 
 class ProvidersResponse(BaseModel):
+    model_config = _BUILT_ON_USE
+
     providers: list[ProviderInfo]
 
 
 class Connection(BaseModel):
+    model_config = _BUILT_ON_USE
+
     connectionId: str
     providerId: str
     calendarType: str
@@ -90,45 +103,63 @@ class Connection(BaseModel):
 
 
 class ConnectionResponse(BaseModel):
+    model_config = _BUILT_ON_USE
+
     connection: Connection
 
 
 class ConnectionsPage(BaseModel):
+    model_config = _BUILT_ON_USE
+
     connections: list[Connection]
     nextCursor: str | None
 
 
 class DisconnectResponse(BaseModel):
+    model_config = _BUILT_ON_USE
+
     connection: Connection
     revokedAtProvider: bool | None
 
 
 class AccessTokenResponse(BaseModel):
+    model_config = _BUILT_ON_USE
+
     accessToken: str
     expiresAt: str
 
 
 class FieldViolationBody(BaseModel):
+    model_config = _BUILT_ON_USE
+
     field: str
     description: str
 
 
 class ValidationErrorBody(BaseModel):
+    model_config = _BUILT_ON_USE
+
     fieldViolations: list[FieldViolationBody]
 
 
 class ApplicationErrorBody(BaseModel):
+    model_config = _BUILT_ON_USE
+
     code: str
     description: str
 
 
 class ErrorDetails(BaseModel):
+    model_config = _BUILT_ON_USE
+
     applicationError: ApplicationErrorBody
     validationError: ValidationErrorBody | None = None
 
 
 class ErrorBody(BaseModel):
     """Every management error (documented in the OpenAPI document; errors.ApiError.body() writes it)."""
+
+    model_config = _BUILT_ON_USE
 
     message: str
     details: ErrorDetails
@@ -138,6 +169,8 @@ class ErrorBody(BaseModel):
 
 
 class ApiClient(BaseModel):
+    model_config = _BUILT_ON_USE
+
     clientId: str
     name: str
     keyHash: str
@@ -148,6 +181,8 @@ class ApiClient(BaseModel):
 
 class PendingAuthorization(BaseModel):
     """One connect attempt, from initiate to callback. Keyed by the hash of its state."""
+
+    model_config = _BUILT_ON_USE
 
     stateHash: str
     providerId: str
@@ -169,6 +204,8 @@ class PendingAuthorization(BaseModel):
 class TokenSet(BaseModel):
     """Plain tokens; only ever held in memory, stored encrypted."""
 
+    model_config = _BUILT_ON_USE
+
     access_token: str
     refresh_token: str | None = None
     expires_at: int  # epoch seconds
@@ -176,6 +213,8 @@ class TokenSet(BaseModel):
 
 
 class ConnectionRecord(BaseModel):
+    model_config = _BUILT_ON_USE
+
     connectionId: str
     clientId: str
     providerId: str
@@ -210,25 +249,35 @@ class WebhookRequest(BaseModel):
 
 
 class WebhookResponse(BaseModel):
+    model_config = _BUILT_ON_USE
+
     url: str
     secret: str | None = Field(default=None, description="Only in the answer that created the webhook")
 
 
 class WebhookSecretResponse(BaseModel):
+    model_config = _BUILT_ON_USE
+
     secret: str
 
 
 class WebhookDeletedResponse(BaseModel):
+    model_config = _BUILT_ON_USE
+
     deleted: bool = Field(description="Whether a webhook was registered")
 
 
 class WebhookSecretEntry(BaseModel):
+    model_config = _BUILT_ON_USE
+
     secret: str
     signsUntil: int | None = None  # epoch seconds; None: the current secret
 
 
 class WebhookRecord(BaseModel):
     """A client's webhook as stored on its ApiClients item; the secrets sealed (token_cipher) to the client id."""
+
+    model_config = _BUILT_ON_USE
 
     clientId: str
     url: str
@@ -245,6 +294,8 @@ class WebhookEventType(StrEnum):
 
 
 class AuthorizationFailedData(BaseModel):
+    model_config = _BUILT_ON_USE
+
     attemptId: str
     providerId: str
     scheduleId: str
@@ -255,6 +306,8 @@ class AuthorizationFailedData(BaseModel):
 class WebhookEvent(BaseModel):
     """What a receiver gets: the body of one delivery."""
 
+    model_config = _BUILT_ON_USE
+
     type: WebhookEventType
     timestamp: str
     data: Connection | AuthorizationFailedData
@@ -262,6 +315,8 @@ class WebhookEvent(BaseModel):
 
 class WebhookDelivery(BaseModel):
     """One event on its way to a client's webhook; `deliveryId` is its webhook-id, the same on every attempt."""
+
+    model_config = _BUILT_ON_USE
 
     deliveryId: str
     clientId: str

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import ssl
 import threading
 import time
 from typing import TYPE_CHECKING, Any
@@ -34,13 +35,14 @@ class ProviderConfigurationError(Exception):
 
 
 _http: httpx.Client | None = None
+_tls: ssl.SSLContext | None = None
 _http_lock = threading.Lock()
 _discovered: dict[str, dict[str, Any]] = {}
 
 
 def http_client() -> httpx.Client:
     """One pooled client per container, timeouts well inside the Lambda's. No retries: a code is redeemed once."""
-    global _http
+    global _http, _tls
     import httpx
 
     with _http_lock:
@@ -49,12 +51,25 @@ def http_client() -> httpx.Client:
 
             tracer.patch(["httpx"])  # X-Ray subsegments for provider calls (a no-op when tracing is disabled)
             settings = get_settings()
+            # Built once (loading the CA bundle is most of a client's cost) and kept by a new client after a
+            # SnapStart restore: it holds certificates only, no session and no random state.
+            _tls = _tls or httpx.create_ssl_context()
             _http = httpx.Client(
+                verify=_tls,
                 timeout=httpx.Timeout(settings.http_read_timeout, connect=settings.http_connect_timeout),
                 follow_redirects=False,
                 headers={"Accept": "application/json", "User-Agent": "calendar-connect/1"},
             )
         return _http
+
+
+def drop_connections() -> None:
+    """Close the pooled provider connections; the next call makes a new HTTP client, with the TLS context kept."""
+    global _http
+    with _http_lock:
+        if _http is not None:
+            _http.close()
+        _http = None
 
 
 _LEAST_CALL_SECONDS = 0.1  # below this, a provider call is not even started

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from .errors import AuthorizationFailure
 
 BUILT_IN_FILE = Path(__file__).with_name("providers.yaml")
+_SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _KEEPALIVE_MARGIN = 0.1  # of keepalive_seconds: kept for retries, and again for jitter
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -138,7 +139,8 @@ def _expand(value: object) -> object:
 
 
 def _read(path: Path) -> dict[str, dict]:
-    document = yaml.safe_load(path.read_text()) or {}
+    # libyaml's safe loader where PyYAML has it (its wheels do): parses the built-in file ~10x faster.
+    document = yaml.load(path.read_text(), Loader=_SAFE_LOADER) or {}  # noqa: S506 - a safe loader
     if not isinstance(document, dict) or not all(isinstance(v, dict) for v in document.values()):
         raise ValueError(f"{path}: expected a mapping of provider id to provider entry")
     return document

@@ -33,6 +33,12 @@ class KeySource(Protocol):
     def unwrap(self, wrapped: bytes) -> bytes:
         """The plaintext key of a wrapped key."""
 
+    def prime(self) -> None:
+        """Make what encrypting will need, without a call and without a key (before a SnapStart snapshot)."""
+
+    def renew(self) -> None:
+        """Forget the data key to encrypt with and drop connections: a SnapStart copy must make its own."""
+
 
 class LocalKeySource:
     """The embedded default: one AES-256 key from configuration, 'wrapped' as a fixed marker."""
@@ -52,6 +58,12 @@ class LocalKeySource:
         if wrapped != self._MARKER:
             raise DecryptionError("blob was not written with the local key")
         return self._key
+
+    def prime(self) -> None:
+        pass
+
+    def renew(self) -> None:
+        """The configured key is the deployment's, shared by design."""
 
 
 class KmsKeySource:
@@ -96,6 +108,16 @@ class KmsKeySource:
             self._unwrapped[wrapped] = answer["Plaintext"]
         return self._unwrapped[wrapped]
 
+    def prime(self) -> None:
+        self._kms()  # the client only: a data key made now would be in every copy of the snapshot
+
+    def renew(self) -> None:
+        # Every container restored from one snapshot would otherwise encrypt with the same data key (and random
+        # GCM nonces under one key are safe only up to a bounded number of messages).
+        self._current = None
+        if self._client is not None:
+            self._client.close()
+
 
 def _aesgcm() -> type[AESGCM]:
     """cryptography on first use (list/get never decrypt), outside any `except`: a broken install must fail
@@ -111,6 +133,14 @@ class TokenCipher:
 
     def encrypt(self, connection_id: str, tokens: TokenSet) -> bytes:
         return self.seal(connection_id, tokens.model_dump_json().encode())
+
+    def prime(self) -> None:
+        self._keys.prime()
+        # OpenSSL sets up AES-GCM on its first use (~1 ms); an all-zero key and nonce use no randomness and no secret.
+        _aesgcm()(bytes(32)).encrypt(bytes(12), b"", None)
+
+    def renew_data_key(self) -> None:
+        self._keys.renew()
 
     def decrypt(self, connection_id: str, blob: bytes) -> TokenSet:
         return TokenSet.model_validate_json(self.open(connection_id, blob))
