@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
@@ -20,12 +21,15 @@ from calendar_connect import deployment, observability
 from calendar_connect.connect_flow import hash_secret
 from calendar_connect.models import Dialect
 from calendar_connect.observability import metrics
-from local.template import load_template
+from calendar_connect.webhook_delivery import RETRY_WINDOW_SECONDS
+from local.template import ROOT, load_template
 from tests.conftest import GOOGLE_CLIENT_ID
 from tests.integration.test_callback import callback, connected, failed, seed, start, tokens_for
 from tests.integration.test_connections import access_token, refreshed
 from tests.integration.test_connections import seed as seed_connection
-from tests.support.lambda_runtime import EXAMPLE_API_KEY, EXAMPLE_CLIENT_ID, invoke, load_event
+from tests.integration.test_webhooks import Streams, deliveries_of, register, webhook_call
+from tests.integration.test_webhooks import connect as webhook_connect
+from tests.support.lambda_runtime import EXAMPLE_API_KEY, EXAMPLE_CLIENT_ID, invoke, json_body, load_event
 from tests.support.observability_template import (
     MetricReference,
     alarm_references,
@@ -33,9 +37,12 @@ from tests.support.observability_template import (
     dashboard_references,
 )
 from tests.support.provider_server import Answer, google_tokens
+from tests.support.webhook_receiver import WebhookReceiver
 
 pytestmark = pytest.mark.usefixtures("example_client")
 SERVICE = "calendar-connect"
+KEEPALIVE_SCHEDULED_EVENT = json.loads((ROOT / "events" / "schedule" / "keepalive.json").read_text())
+RETRY_SCHEDULED_EVENT = {"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}}
 
 
 class Emitted:
@@ -61,6 +68,20 @@ class Emitted:
                     assert directive["Namespace"] == "CalendarConnect"
                     keys = {key for dimension_set in directive["Dimensions"] for key in dimension_set}
                     found.append({key: blob[key] for key in keys})
+        return found
+
+    @staticmethod
+    def total(blobs: list[dict[str, Any]], metric: str) -> float:
+        """The sum of every value of `metric` in these lines (Powertools writes a list when there are several)."""
+        values = [blob[metric] for blob in blobs if metric in blob]
+        return sum(sum(v) if isinstance(v, list) else v for v in values)
+
+    @staticmethod
+    def values(blobs: list[dict[str, Any]], metric: str) -> list[float]:
+        found: list[float] = []
+        for blob in blobs:
+            if metric in blob:
+                found += blob[metric] if isinstance(blob[metric], list) else [blob[metric]]
         return found
 
     def covers(self, ref: MetricReference, function_names: dict[str, str]) -> bool:
@@ -147,6 +168,69 @@ def cold_start_both_functions(monkeypatch: pytest.MonkeyPatch) -> None:
         invoke(function, load_event(event))  # warm: not counted
 
 
+@pytest.fixture
+def hooked_receiver(api_client: tuple[Any, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Any, str, Any]]:
+    """A fresh API client whose webhook is a receiver on 127.0.0.1."""
+    monkeypatch.setenv("ALLOW_PRIVATE_WEBHOOKS", "true")
+    deployment.reset()
+    receiver = WebhookReceiver().start()
+    client, key = api_client
+    answer = register(key, receiver.url)
+    assert answer["statusCode"] == 200, answer["body"]
+    receiver.secret = json_body(answer)["secret"]
+    yield client, key, receiver
+    webhook_call("webhook-delete.json", key)
+    receiver.stop()
+
+
+def deliver_retry_and_dead_letter_webhooks(
+    hooked: tuple[Any, str, Any], streams: Streams, provider_server: Any
+) -> None:
+    """WebhookDeliveryFunction delivers one event and fails another; WebhookRetryFunction gives the failed one up."""
+    client, key, receiver = hooked
+    schedule = f"metrics-{time.time_ns()}"
+    receiver.status = 200
+    webhook_connect(provider_server, key, schedule, sub="metrics-delivered")
+    streams.pump()
+    receiver.status = 503
+    webhook_connect(provider_server, key, schedule, sub="metrics-retried")
+    streams.pump()
+    (failed,) = [d for d in deliveries_of(client.clientId) if d.status == "PENDING"]
+    # Its first attempt a day ago, due now: the retry function's failed attempt is its last
+    now = int(time.time())
+    storage = deployment.current().storage
+    storage.client.update_item(
+        TableName=storage.webhook_deliveries.name,
+        Key={"deliveryId": {"S": failed.deliveryId}},
+        UpdateExpression="SET firstAttemptAt = :first, nextAttemptAt = :next",
+        ExpressionAttributeValues={":first": {"N": str(now - RETRY_WINDOW_SECONDS - 60)}, ":next": {"N": str(now - 1)}},
+    )
+    invoke("WebhookRetryFunction", RETRY_SCHEDULED_EVENT)
+    assert storage.webhook_deliveries.get(failed.deliveryId).status == "DEAD"
+
+
+def run_keepalive(provider_server: Any, monkeypatch: pytest.MonkeyPatch, dynamodb: Any, environment: Any) -> None:
+    """KeepAliveFunction's scheduled run over three due connections: one refreshed, one refused, one failing."""
+    # Only these connections due: earlier tests' connections would take the scripted answers
+    client, table = dynamodb.client(), environment["CONNECTIONS_TABLE"]
+    for page in client.get_paginator("scan").paginate(TableName=table, ProjectionExpression="connectionId"):
+        for item in page["Items"]:
+            client.delete_item(TableName=table, Key={"connectionId": item["connectionId"]})
+    now = int(time.time())
+    for n in range(3):
+        seed_connection(EXAMPLE_CLIENT_ID, schedule_id=f"schedule-keepalive-{n}", keepalive_due_at=now - 10 - n)
+    provider_server.script(
+        "/google/token",
+        refreshed("ya29.kept-alive", refresh="rt-kept-alive"),
+        Answer(400, {"error": "invalid_grant"}),
+        Answer(503, {"error": "temporarily_unavailable"}),
+    )
+    monkeypatch.setenv("KEEPALIVE_STOP_MARGIN_SECONDS", "5")  # the tests' context has 20 s, as 900 keep 60
+    deployment.reset()
+    summary = invoke("KeepAliveFunction", KEEPALIVE_SCHEDULED_EVENT)
+    assert (summary["due"], summary["refreshed"], summary["reauth_required"], summary["failed"]) == (3, 1, 1, 1)
+
+
 # --- each count, with its dimensions ---------------------------------------------------------------------
 
 
@@ -225,6 +309,73 @@ def test_a_cold_start_is_counted_once_per_container_by_function_name(emitted, mo
     ]
 
 
+def test_webhook_attempts_are_counted_delivered_retried_and_dead_lettered_with_the_delivered_latency(
+    emitted, hooked_receiver, dynamodb, environment, provider_server
+):
+    streams = Streams(dynamodb)
+    client, key, receiver = hooked_receiver
+    service = [{"service": SERVICE}]
+    # When the delivery function's first attempt reaches a receiver answering 200
+    receiver.status = 200
+    webhook_connect(provider_server, key, f"metrics-{time.time_ns()}", sub="metrics-first")
+    streams.pump()
+    first = emitted.read()
+    # Then one delivery is counted, with its HTTP attempt's latency, and nothing retried or given up
+    assert (Emitted.total(first, "WebhookDelivered"), Emitted.total(first, "WebhookRetried")) == (1, 0)
+    assert Emitted.total(first, "WebhookDeadLettered") == 0
+    (latency,) = Emitted.values(first, "WebhookLatency")
+    assert latency > 0
+    assert all(
+        Emitted.counts(first, m) and set(map(str, Emitted.counts(first, m))) == set(map(str, service))
+        for m in ("WebhookDelivered", "WebhookRetried", "WebhookDeadLettered", "WebhookLatency")
+    )
+    units = {m["Name"]: m["Unit"] for b in first for d in b["_aws"]["CloudWatchMetrics"] for m in d["Metrics"]}
+    assert (units["WebhookLatency"], units["WebhookDelivered"]) == ("Milliseconds", "Count")
+    # When the receiver answers 503: the event is due again, counted as retried, without a latency
+    receiver.status = 503
+    webhook_connect(provider_server, key, f"metrics-{time.time_ns()}", sub="metrics-second")
+    streams.pump()
+    second = emitted.read()
+    assert (Emitted.total(second, "WebhookDelivered"), Emitted.total(second, "WebhookRetried")) == (0, 1)
+    assert Emitted.values(second, "WebhookLatency") == []
+    # When its first attempt was a day ago and the retry function's attempt fails too: dead-lettered
+    (failed,) = [d for d in deliveries_of(client.clientId) if d.status == "PENDING"]
+    now = int(time.time())
+    storage = deployment.current().storage
+    storage.client.update_item(
+        TableName=storage.webhook_deliveries.name,
+        Key={"deliveryId": {"S": failed.deliveryId}},
+        UpdateExpression="SET firstAttemptAt = :first, nextAttemptAt = :next",
+        ExpressionAttributeValues={":first": {"N": str(now - RETRY_WINDOW_SECONDS - 60)}, ":next": {"N": str(now - 1)}},
+    )
+    invoke("WebhookRetryFunction", RETRY_SCHEDULED_EVENT)
+    third = emitted.read()
+    assert storage.webhook_deliveries.get(failed.deliveryId).status == "DEAD"
+    assert Emitted.total(third, "WebhookDeadLettered") >= 1  # others' leftover due events may be in the run too
+    assert Emitted.counts(third, "WebhookDeadLettered") == service
+    # When the receiver is back and the dead letter is redriven, the retry function counts its delivery
+    receiver.status = 200
+    assert deployment.current().storage.webhook_deliveries.redrive(failed.deliveryId, int(time.time()))
+    invoke("WebhookRetryFunction", RETRY_SCHEDULED_EVENT)
+    fourth = emitted.read()
+    assert Emitted.total(fourth, "WebhookDelivered") >= 1 and Emitted.values(fourth, "WebhookLatency")
+    assert storage.webhook_deliveries.get(failed.deliveryId).status == "DELIVERED"
+
+
+def test_a_keepalive_run_counts_due_refreshed_failed_and_reauth_required_by_service(
+    emitted, provider_server, monkeypatch, dynamodb, environment
+):
+    run_keepalive(provider_server, monkeypatch, dynamodb, environment)
+    blobs = emitted.read()
+    totals = {
+        m: Emitted.total(blobs, m)
+        for m in ("KeepAliveDue", "KeepAliveRefreshed", "KeepAliveFailed", "KeepAliveReauthRequired")
+    }
+    assert totals == {"KeepAliveDue": 3, "KeepAliveRefreshed": 1, "KeepAliveFailed": 1, "KeepAliveReauthRequired": 1}
+    for metric in totals:
+        assert Emitted.counts(blobs, metric) == [{"service": SERVICE}]
+
+
 # --- one attempt id on every log line --------------------------------------------------------------------
 
 
@@ -279,7 +430,7 @@ def test_every_log_line_of_an_attempt_carries_its_id_from_initiate_through_the_h
 
 
 def test_every_metric_an_alarm_or_the_dashboard_names_is_emitted_with_that_dimension_set(
-    emitted, provider_server, storage, monkeypatch
+    emitted, provider_server, storage, monkeypatch, hooked_receiver, dynamodb, environment
 ):
     # Given every flow that counts something
     connect(provider_server, "google", Dialect.WIX)
@@ -288,13 +439,15 @@ def test_every_metric_an_alarm_or_the_dashboard_names_is_emitted_with_that_dimen
         fail(provider_server, how)
     serve_refresh_and_lose_access_tokens(provider_server)
     cold_start_both_functions(monkeypatch)
-    open_and_expire_start_links(storage, monkeypatch)
+    deliver_retry_and_dead_letter_webhooks(hooked_receiver, Streams(dynamodb), provider_server)
+    run_keepalive(provider_server, monkeypatch, dynamodb, environment)
+    open_and_expire_start_links(storage, monkeypatch)  # last: it turns browser binding on
     emitted.read()
     # When the template's alarms and dashboard are read
     template = load_template()
     references = alarm_references(template) + dashboard_references(dashboard_body(template))
     ours = [ref for ref in references if ref.namespace == "CalendarConnect"]
-    assert len({ref.name for ref in ours}) >= 8
+    assert len({ref.name for ref in ours}) >= 16
     # Then each of our metrics they name was counted under that exact dimension set, with the values they read
     function_names = {f"<{name}>": name for name in ("InitiateFunction", "CallbackFunction")}  # as Lambda names them
     missing = [ref for ref in ours if not emitted.covers(ref, function_names)]

@@ -6,9 +6,7 @@ own consistency: every alarm pages, every name the dashboard uses exists, every 
 
 from __future__ import annotations
 
-import json
 import re
-from typing import Any
 
 import pytest
 
@@ -20,7 +18,6 @@ from tests.support.observability_template import (
     dashboard_references,
     resources,
     sub_variables,
-    substitute,
 )
 
 TEMPLATE = load_template()
@@ -31,7 +28,6 @@ GLOBAL_ENV = TEMPLATE["Globals"]["Function"]["Environment"]["Variables"]
 SERVICE = GLOBAL_ENV["POWERTOOLS_SERVICE_NAME"]
 NAMESPACE = GLOBAL_ENV["POWERTOOLS_METRICS_NAMESPACE"]
 OURS = {**METRIC_DIMENSIONS, "ColdStart": (("function_name",),)}
-PENDING = ROOT / "observability" / "day-two-pending.yaml"
 
 
 def _alarms_on(namespace: str, metric: str, dimension: str, value: str) -> list[str]:
@@ -173,11 +169,10 @@ def test_the_saved_queries_follow_an_attempt_count_failures_and_find_slow_reques
     assert '"responseLatencyMs":"$context.responseLatency"' in api["Properties"]["AccessLogSettings"]["Format"]
 
 
-def test_the_runbook_has_a_section_for_every_alarm_in_the_template_and_the_pending_file():
+def test_the_runbook_has_a_section_for_every_alarm_in_the_template():
     runbook = (ROOT / "docs" / "operations.md").read_text()
-    pending = _pending()["Resources"]
     sections = re.split(r"^(?=### )", runbook, flags=re.MULTILINE)
-    for name in [*ALARMS, *(n for n, r in pending.items() if r["Type"] == "AWS::CloudWatch::Alarm")]:
+    for name in ALARMS:
         found = [section for section in sections if re.match(rf"### .*`{name}`", section)]
         assert found, f"docs/operations.md: no section for {name}"
         for part in ("**Means:**", "**First query:**", "**Usual causes:**", "**Fix:**"):
@@ -186,52 +181,57 @@ def test_the_runbook_has_a_section_for_every_alarm_in_the_template_and_the_pendi
         assert topic in runbook
 
 
-def _pending() -> dict[str, Any]:
-    return load_template(PENDING)
+KEEPALIVE_AND_WEBHOOKS = {
+    "KeepAliveDue",
+    "KeepAliveRefreshed",
+    "KeepAliveFailed",
+    "KeepAliveReauthRequired",
+    "WebhookDelivered",
+    "WebhookRetried",
+    "WebhookDeadLettered",
+    "WebhookLatency",
+}
 
 
-def test_the_pending_alarms_page_too_and_name_the_fixed_metrics():
-    pending = _pending()
-    alarms = {n: r for n, r in pending["Resources"].items() if r["Type"] == "AWS::CloudWatch::Alarm"}
-    assert alarms
-    fixed = {
-        "KeepAliveDue",
-        "KeepAliveRefreshed",
-        "KeepAliveFailed",
-        "KeepAliveReauthRequired",
-        "WebhookDelivered",
-        "WebhookRetried",
-        "WebhookDeadLettered",
-        "WebhookLatency",
-    }
-    named = {ref.name for ref in alarm_references(pending) if ref.namespace == NAMESPACE}
-    assert named and named <= fixed
-    for name, alarm in alarms.items():
-        assert alarm["Properties"]["AlarmActions"] == [{"Ref": "AlarmTopic"}], name
-    for ref in alarm_references(pending):
-        if ref.namespace == NAMESPACE:
-            assert ref.dimensions == (("service", SERVICE),), ref
+def test_the_keepalive_and_webhook_metrics_are_named_with_the_service_dimension_only():
+    references = alarm_references(TEMPLATE) + dashboard_references(dashboard_body(TEMPLATE))
+    named = [r for r in references if r.name in KEEPALIVE_AND_WEBHOOKS]
+    assert {r.name for r in named} == KEEPALIVE_AND_WEBHOOKS
+    for ref in named:
+        assert (ref.namespace, ref.dimensions) == (NAMESPACE, (("service", SERVICE),)), ref
 
 
-def test_the_pending_widgets_are_dashboard_json_and_list_every_pending_alarm():
-    pending = _pending()
-    widgets = json.loads(substitute(pending["DashboardWidgets"]))
-    functions = {"<KeepAliveFunction>", "<WebhookDeliveryFunction>", "<WebhookRetryFunction>"}
-    refs = dashboard_references({"widgets": widgets})
-    assert {r.name for r in refs if r.namespace == NAMESPACE} == {
-        "KeepAliveDue",
-        "KeepAliveRefreshed",
-        "KeepAliveFailed",
-        "KeepAliveReauthRequired",
-        "WebhookDelivered",
-        "WebhookRetried",
-        "WebhookDeadLettered",
-        "WebhookLatency",
-    }
-    for ref in refs:
-        if ref.namespace == NAMESPACE:
-            assert ref.dimensions == (("service", SERVICE),), ref
-        else:
-            assert ref.namespace == "AWS/Lambda" and dict(ref.dimensions)["FunctionName"] in functions, ref
-    alarms = [n for n, r in pending["Resources"].items() if r["Type"] == "AWS::CloudWatch::Alarm"]
-    assert sorted(pending["AlarmWidgetAdditions"]) == sorted(f"${{{name}.Arn}}" for name in alarms)
+def test_webhook_dead_letters_and_the_streams_iterator_age_page():
+    assert _alarms_on(NAMESPACE, "WebhookDeadLettered", "service", SERVICE) == ["WebhookDeadLettersAlarm"]
+    dead = ALARMS["WebhookDeadLettersAlarm"]["Properties"]
+    assert (dead["Threshold"], dead["ComparisonOperator"]) == (0, "GreaterThanThreshold")
+    (function,) = [
+        name
+        for name, f in FUNCTIONS.items()
+        if any(e["Type"] == "DynamoDB" for e in f["Properties"].get("Events", {}).values())
+    ]
+    assert _alarms_on("AWS/Lambda", "IteratorAge", "FunctionName", f"<{function}>") == ["WebhookStreamIteratorAgeAlarm"]
+
+
+def test_the_keepalive_not_running_alarm_counts_every_schedules_invocations():
+    # Given the keep-alive's schedules, each every 15 minutes
+    events = FUNCTIONS["KeepAliveFunction"]["Properties"]["Events"].values()
+    schedules = [e["Properties"]["Schedule"] for e in events if e["Type"] == "Schedule"]
+    assert schedules and set(schedules) == {"rate(15 minutes)"}
+    per_hour = 4 * len(schedules)
+    # Then the alarm fires when one schedule's four invocations an hour are missing, not only when all are
+    props = ALARMS["KeepAliveNotRunningAlarm"]["Properties"]
+    assert (props["MetricName"], props["Statistic"], props["Period"]) == ("Invocations", "Sum", 3600)
+    assert props["ComparisonOperator"] == "LessThanThreshold"
+    assert per_hour - 4 < props["Threshold"] <= per_hour
+    assert props["TreatMissingData"] == "breaching"
+
+
+def test_the_keepalive_failure_rate_is_failed_over_due_across_all_schedules_invocations():
+    props = ALARMS["KeepAliveFailuresAlarm"]["Properties"]
+    stats = {m["Id"]: m["MetricStat"] for m in props["Metrics"] if "MetricStat" in m}
+    assert {s["Metric"]["MetricName"] for s in stats.values()} == {"KeepAliveFailed", "KeepAliveDue"}
+    # Sums over the same period of every invocation (each schedule's shards), never one invocation's share
+    assert {(s["Stat"], s["Period"]) for s in stats.values()} == {("Sum", 3600)}
+    (expression,) = [m["Expression"] for m in props["Metrics"] if "Expression" in m]
+    assert "100 * FILL(failed, 0) / due" in expression

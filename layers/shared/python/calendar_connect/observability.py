@@ -36,6 +36,12 @@ START_LINK_EXPIRED = "StartLinkExpired"
 ACCESS_TOKEN_SERVED = "AccessTokenServed"
 ACCESS_TOKEN_REFRESHED = "AccessTokenRefreshed"
 REAUTH_REQUIRED = "ReauthRequired"
+# Per run or per batch, in the handler's thread (the shared Metrics), with `service` only.
+KEEPALIVE_METRICS = ("KeepAliveDue", "KeepAliveRefreshed", "KeepAliveFailed", "KeepAliveReauthRequired")
+WEBHOOK_DELIVERED = "WebhookDelivered"
+WEBHOOK_RETRIED = "WebhookRetried"
+WEBHOOK_DEAD_LETTERED = "WebhookDeadLettered"
+WEBHOOK_LATENCY = "WebhookLatency"
 
 # Each count's dimensions (the first set), then the roll-ups alarms and the dashboard read: CloudWatch
 # aggregates no dimension away, so an alarm on one reason across providers needs a ("reason",) set.
@@ -48,6 +54,8 @@ METRIC_DIMENSIONS: dict[str, tuple[tuple[str, ...], ...]] = {
     ACCESS_TOKEN_SERVED: (("provider",), ()),
     ACCESS_TOKEN_REFRESHED: (("provider",), ()),
     REAUTH_REQUIRED: (("provider",), ()),
+    **dict.fromkeys(KEEPALIVE_METRICS, ((),)),
+    **dict.fromkeys((WEBHOOK_DELIVERED, WEBHOOK_RETRIED, WEBHOOK_DEAD_LETTERED, WEBHOOK_LATENCY), ((),)),
 }
 
 # The contract's fixed vocabularies: the only values these dimensions take. "provider" takes the
@@ -111,6 +119,16 @@ def count(metric: str, *, known_providers: Collection[str] = (), **dimensions: s
         blob.add_dimensions(service=str(blob.service), **{name: values[name] for name in rollup})
     blob.add_metric(name=metric, unit=MetricUnit.Count, value=1)
     blob.flush_metrics()  # prints nothing when POWERTOOLS_METRICS_DISABLED is set
+
+
+def add_webhook_attempts(delivered: int, retried: int, dead_lettered: int, latencies_ms: Collection[float]) -> None:
+    """A batch's or a retry run's attempts, into the shared Metrics: call from the handler's thread only (the
+    attempts run in a pool; Powertools' metric set is not guarded for concurrent writers)."""
+    metrics.add_metric(name=WEBHOOK_DELIVERED, unit=MetricUnit.Count, value=delivered)
+    metrics.add_metric(name=WEBHOOK_RETRIED, unit=MetricUnit.Count, value=retried)
+    metrics.add_metric(name=WEBHOOK_DEAD_LETTERED, unit=MetricUnit.Count, value=dead_lettered)
+    for latency in latencies_ms:
+        metrics.add_metric(name=WEBHOOK_LATENCY, unit=MetricUnit.Milliseconds, value=latency)
 
 
 # --- one correlation id per connect attempt ---------------------------------------------------------------

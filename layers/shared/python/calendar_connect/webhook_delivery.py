@@ -15,7 +15,8 @@ import json
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 import httpx
@@ -112,31 +113,70 @@ def send(deployment: Deployment, webhook: WebhookRecord, delivery: WebhookDelive
     return None if 200 <= status < 300 else f"HTTP {status}"
 
 
-def attempt(deployment: Deployment, delivery: WebhookDelivery, now: int) -> bool:
-    """Send once and record the outcome: delivered, due again later, or dead after 24 hours. True when delivered."""
+class Fate(StrEnum):
+    DELIVERED = "delivered"
+    RETRIED = "retried"  # due again later
+    DEAD_LETTERED = "dead_lettered"  # 24 hours of attempts: kept until redriven
+    DROPPED = "dropped"  # the webhook was removed
+
+
+@dataclass(frozen=True)
+class Attempted:
+    fate: Fate
+    latency_ms: float | None = None  # the HTTP attempt's, when delivered
+
+
+@dataclass
+class Tally:
+    """Attempts' outcomes, added up in the calling thread from the pool's results."""
+
+    delivered: int = 0
+    retried: int = 0
+    dead_lettered: int = 0
+    latencies_ms: list[float] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, attempts: Iterable[Attempted]) -> Tally:
+        tally = cls()
+        for done in attempts:
+            if done.fate is Fate.DELIVERED:
+                tally.delivered += 1
+                if done.latency_ms is not None:
+                    tally.latencies_ms.append(done.latency_ms)
+            elif done.fate is Fate.RETRIED:
+                tally.retried += 1
+            elif done.fate is Fate.DEAD_LETTERED:
+                tally.dead_lettered += 1
+        return tally
+
+
+def attempt(deployment: Deployment, delivery: WebhookDelivery, now: int) -> Attempted:
+    """Send once and record the outcome: delivered, due again later, or dead after 24 hours."""
     store = deployment.storage.webhook_deliveries
     webhook = deployment.storage.api_clients.get_webhook(delivery.clientId)
     if webhook is None:
         store.discard(delivery.deliveryId)  # the client removed its webhook: nobody is waiting for the event
         logger.info("webhook removed; event dropped", extra=_about(delivery))
-        return False
+        return Attempted(Fate.DROPPED)
+    started = time.perf_counter()
     try:
         failure = send(deployment, webhook, delivery, now)
     except DecryptionError:
         failure = "the webhook's secrets cannot be read"
+    latency_ms = (time.perf_counter() - started) * 1000
     attempts = delivery.attempts + 1
     first = delivery.firstAttemptAt or now
     if failure is None:
         store.mark_delivered(delivery.deliveryId, attempts, first, now + DELIVERED_KEPT_SECONDS)
         logger.info("webhook delivered", extra={**_about(delivery), "attempt": attempts})
-        return True
+        return Attempted(Fate.DELIVERED, latency_ms)
     if now - first >= RETRY_WINDOW_SECONDS:
         store.mark_dead(delivery.deliveryId, attempts, first, now, failure)
         logger.warning("webhook dead-lettered", extra={**_about(delivery), "attempt": attempts, "failure": failure})
-    else:
-        store.mark_failed(delivery.deliveryId, attempts, first, now + backoff_seconds(attempts), failure)
-        logger.info("webhook not delivered yet", extra={**_about(delivery), "attempt": attempts, "failure": failure})
-    return False
+        return Attempted(Fate.DEAD_LETTERED)
+    store.mark_failed(delivery.deliveryId, attempts, first, now + backoff_seconds(attempts), failure)
+    logger.info("webhook not delivered yet", extra={**_about(delivery), "attempt": attempts, "failure": failure})
+    return Attempted(Fate.RETRIED)
 
 
 def _about(delivery: WebhookDelivery) -> dict[str, Any]:
@@ -159,7 +199,11 @@ def _in_parallel(work: Callable[[WebhookDelivery], Any], deliveries: Iterable[We
 class StreamBatchResult:
     failed_sequence_number: str | None  # the first record not taken in; the stream gives it (and the rest) again
     queued: int
-    delivered: int
+    tally: Tally  # the first attempts made
+
+    @property
+    def delivered(self) -> int:
+        return self.tally.delivered
 
 
 def handle_stream_records(
@@ -202,22 +246,26 @@ def handle_stream_records(
 
 def _first_attempts(
     deployment: Deployment, queued: list[WebhookDelivery], now: int, has_time: Callable[[], bool]
-) -> int:
-    def first(delivery: WebhookDelivery) -> bool:
+) -> Tally:
+    def first(delivery: WebhookDelivery) -> Attempted | None:
         if not has_time():
-            return False  # left for the retry function, due at nextAttemptAt
+            return None  # left for the retry function, due at nextAttemptAt
         try:
             return attempt(deployment, delivery, now)
         except StorageUnavailable:
-            return False  # still in the table: the retry function sends it
+            return None  # still in the table (its outcome unrecorded): the retry function sends it
 
-    return sum(_in_parallel(first, queued))
+    return Tally.of(done for done in _in_parallel(first, queued) if done is not None)
 
 
 @dataclass(frozen=True)
 class RetryRun:
     attempted: int
-    delivered: int
+    tally: Tally
+
+    @property
+    def delivered(self) -> int:
+        return self.tally.delivered
 
 
 def retry_due(
@@ -227,7 +275,7 @@ def retry_due(
     now = int(time.time()) if now is None else now
     store = deployment.storage.webhook_deliveries
 
-    def retry(delivery: WebhookDelivery) -> bool | None:
+    def retry(delivery: WebhookDelivery) -> Attempted | None:
         try:
             if not has_time() or not store.claim(delivery, now + CLAIM_SECONDS):
                 return None  # out of time, or another run took it
@@ -236,7 +284,7 @@ def retry_due(
             return None  # still due (or claimed, then due again in a minute): the next run sends it
 
     outcomes = [o for o in _in_parallel(retry, store.due(now, limit)) if o is not None]
-    return RetryRun(attempted=len(outcomes), delivered=sum(outcomes))
+    return RetryRun(attempted=len(outcomes), tally=Tally.of(outcomes))
 
 
 def redrive_dead_letters(deployment: Deployment, now: int | None = None, limit: int = 1000) -> int:
