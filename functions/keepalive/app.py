@@ -11,14 +11,7 @@ from pydantic import BaseModel, Field
 from calendar_connect import deployment
 from calendar_connect.dal import KEEPALIVE_SHARDS
 from calendar_connect.keepalive import keep_alive
-from calendar_connect.observability import logger, metrics, tracer
-
-_METRICS = {
-    "KeepAliveDue": "due",
-    "KeepAliveRefreshed": "refreshed",
-    "KeepAliveFailed": "failed",
-    "KeepAliveReauthRequired": "reauth_required",
-}
+from calendar_connect.observability import KEEPALIVE_METRICS, logger, metrics, tracer
 
 
 class KeepAliveInput(BaseModel):
@@ -40,7 +33,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     shards = KeepAliveInput.model_validate({"shards": event.get("shards")}).chosen()
     run = keep_alive(deployment.current(), context.get_remaining_time_in_millis, shards=shards)
     summary = run.summary()
-    for name, field in _METRICS.items():
+    for name, field in KEEPALIVE_METRICS.items():
         metrics.add_metric(name=name, unit=MetricUnit.Count, value=int(summary[field]))
     logger.info("keep-alive run", extra={**summary, "shards": shards or "all"})
     return summary

@@ -37,7 +37,13 @@ ACCESS_TOKEN_SERVED = "AccessTokenServed"
 ACCESS_TOKEN_REFRESHED = "AccessTokenRefreshed"
 REAUTH_REQUIRED = "ReauthRequired"
 # Per run or per batch, in the handler's thread (the shared Metrics), with `service` only.
-KEEPALIVE_METRICS = ("KeepAliveDue", "KeepAliveRefreshed", "KeepAliveFailed", "KeepAliveReauthRequired")
+# Each keep-alive count, and the field of the run's summary it is taken from.
+KEEPALIVE_METRICS = {
+    "KeepAliveDue": "due",
+    "KeepAliveRefreshed": "refreshed",
+    "KeepAliveFailed": "failed",
+    "KeepAliveReauthRequired": "reauth_required",
+}
 WEBHOOK_DELIVERED = "WebhookDelivered"
 WEBHOOK_RETRIED = "WebhookRetried"
 WEBHOOK_DEAD_LETTERED = "WebhookDeadLettered"
