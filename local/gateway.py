@@ -20,6 +20,28 @@ from local.apigw import HttpRequest, HttpResponse, Router, build_event, internal
 from local.template import Function, Route
 
 LOCAL_REGION = "us-east-1"
+
+
+def local_function_environment(dynamodb_endpoint: str) -> dict[str, str]:
+    """What every function needs on this machine beside template.yaml's environment: DynamoDB Local and its
+    credentials, a fresh token key (tokens stored by another process do not decrypt here), no X-Ray."""
+    import base64
+    import secrets
+
+    from local.dynamodb import LOCAL_CREDENTIALS
+
+    return {
+        "DYNAMODB_ENDPOINT": dynamodb_endpoint,
+        "LOCAL_TOKEN_KEY": base64.b64encode(secrets.token_bytes(32)).decode(),
+        "AWS_ACCESS_KEY_ID": LOCAL_CREDENTIALS["aws_access_key_id"],
+        "AWS_SECRET_ACCESS_KEY": LOCAL_CREDENTIALS["aws_secret_access_key"],
+        "AWS_REGION": LOCAL_REGION,
+        "AWS_DEFAULT_REGION": LOCAL_REGION,
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "POWERTOOLS_TRACE_DISABLED": "1",
+    }
+
+
 # One invocation at a time in this process, whoever invokes (the gateway, the stream readers, the schedules).
 INVOKE_LOCK = threading.Lock()
 

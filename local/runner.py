@@ -6,7 +6,6 @@ behind a local API Gateway on 127.0.0.1:$PORT, and the demo site at `/`. Ctrl-C 
 
 from __future__ import annotations
 
-import base64
 import os
 import secrets
 import shutil
@@ -24,9 +23,9 @@ from typing import Any
 import yaml
 
 from local.demo import DEMO_PATHS, DemoSite
-from local.dynamodb import LOCAL_CREDENTIALS, DynamoDBLocal
+from local.dynamodb import DynamoDBLocal
 from local.examples import EXAMPLE_API_KEY, EXAMPLE_CLIENT_ID, EXAMPLE_PREFIX
-from local.gateway import INVOKE_LOCK, LOCAL_REGION, Gateway, LoadedFunction, load_function
+from local.gateway import INVOKE_LOCK, LOCAL_REGION, Gateway, LoadedFunction, load_function, local_function_environment
 from local.sandbox_provider import SandboxClient, SandboxProvider
 from local.schedule import ScheduledJob
 from local.serving import ServerThread
@@ -354,15 +353,8 @@ class LocalStack:
                 "PROVIDERS_FILE": self.providers_file,
                 # The template computes it from DomainName/PublicBaseUrl (an !If); here it is this runner's URL.
                 "PUBLIC_BASE_URL": self.public_base_url,
-                "DYNAMODB_ENDPOINT": self.dynamodb.endpoint,
-                "LOCAL_TOKEN_KEY": base64.b64encode(secrets.token_bytes(32)).decode(),  # a fresh key per run
+                **local_function_environment(self.dynamodb.endpoint),  # a fresh token key per run
                 SANDBOX_SECRET_VARIABLE: sandbox_secret,
-                "AWS_ACCESS_KEY_ID": LOCAL_CREDENTIALS["aws_access_key_id"],
-                "AWS_SECRET_ACCESS_KEY": LOCAL_CREDENTIALS["aws_secret_access_key"],
-                "AWS_REGION": LOCAL_REGION,
-                "AWS_DEFAULT_REGION": LOCAL_REGION,
-                "AWS_EC2_METADATA_DISABLED": "true",
-                "POWERTOOLS_TRACE_DISABLED": "1",
                 "POWERTOOLS_METRICS_DISABLED": os.environ.get("POWERTOOLS_METRICS_DISABLED", "1"),
                 **self.settings.extra_environment,
             }

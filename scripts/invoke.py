@@ -13,11 +13,9 @@ environment (GOOGLE_CLIENT_ID and GOOGLE_CLIENT_SECRET, MICROSOFT_CLIENT_ID and 
 from __future__ import annotations
 
 import argparse
-import base64
 import contextlib
 import json
 import os
-import secrets
 import sys
 import warnings
 from pathlib import Path
@@ -25,7 +23,7 @@ from typing import Any
 
 from local.apigw import translate_answer
 from local.dynamodb import LOCAL_CREDENTIALS
-from local.gateway import LOCAL_REGION, load_function
+from local.gateway import load_function, local_function_environment
 from local.template import ROOT, functions, load_template, resolve_environment
 
 
@@ -38,14 +36,7 @@ def function_environment(function_name: str, dynamodb_port: int, port: int) -> d
     environment.update(
         {
             "PUBLIC_BASE_URL": os.environ.get("PUBLIC_BASE_URL") or f"http://127.0.0.1:{port}",
-            "DYNAMODB_ENDPOINT": f"http://127.0.0.1:{dynamodb_port}",
-            "LOCAL_TOKEN_KEY": base64.b64encode(secrets.token_bytes(32)).decode(),
-            "AWS_ACCESS_KEY_ID": LOCAL_CREDENTIALS["aws_access_key_id"],
-            "AWS_SECRET_ACCESS_KEY": LOCAL_CREDENTIALS["aws_secret_access_key"],
-            "AWS_REGION": LOCAL_REGION,
-            "AWS_DEFAULT_REGION": LOCAL_REGION,
-            "AWS_EC2_METADATA_DISABLED": "true",
-            "POWERTOOLS_TRACE_DISABLED": "1",
+            **local_function_environment(f"http://127.0.0.1:{dynamodb_port}"),
             "POWERTOOLS_METRICS_DISABLED": "1",
         }
     )
