@@ -21,6 +21,7 @@ import pytest
 
 from calendar_connect import connections, deployment
 from calendar_connect.connect_flow import connection_id_for
+from calendar_connect.dal import InvalidCursor
 from calendar_connect.deployment import Deployment
 from calendar_connect.models import ConnectionRecord, ConnectionStatus, TokenSet, iso
 from local.template import ROOT
@@ -303,7 +304,8 @@ def test_another_clients_connection_is_as_unknown_as_one_that_does_not_exist(api
 def test_a_cursor_this_api_did_not_return_is_400(api_client, cursor):
     answer = list_page(api_client[1], "schedule-42", cursor)
     assert error_code(answer) == (400, "INVALID_ARGUMENT")
-    assert json_body(answer)["details"]["validationError"]["fieldViolations"][0]["field"] == "cursor"
+    violation = json_body(answer)["details"]["validationError"]["fieldViolations"][0]
+    assert violation == {"field": "cursor", "description": "not a cursor this API returned"}
 
 
 def test_a_cursor_of_another_listing_is_400(api_client, other_client, monkeypatch):
@@ -319,7 +321,38 @@ def test_a_cursor_of_another_listing_is_400(api_client, other_client, monkeypatc
     # When it is used for another schedule, or by another client; Then 400 on the cursor
     for answer in (list_page(key, "another-schedule", cursor), list_page(other_client[1], schedule, cursor)):
         assert error_code(answer) == (400, "INVALID_ARGUMENT")
-        assert json_body(answer)["details"]["validationError"]["fieldViolations"][0]["field"] == "cursor"
+        violation = json_body(answer)["details"]["validationError"]["fieldViolations"][0]
+        assert violation == {"field": "cursor", "description": "belongs to another listing"}
+
+
+def test_the_store_refuses_a_cursor_of_another_clients_listing_itself(api_client, other_client, storage):
+    # Given a cursor the store handed out for one client's listing of one schedule
+    client, _ = api_client
+    schedule = f"schedule-{secrets.token_hex(4)}"
+    seed(client.clientId, schedule_id=schedule)
+    seed(client.clientId, schedule_id=schedule)
+    first, cursor = storage.connections.list_for_schedule(client.clientId, schedule, 1, None)
+    assert len(first) == 1 and isinstance(cursor, str)
+    # When another client's listing (or another schedule's) is asked to continue from it; Then the store refuses it
+    for intruder, listing in ((other_client[0].clientId, schedule), (client.clientId, "another-schedule")):
+        with pytest.raises(InvalidCursor, match=r"^belongs to another listing$"):
+            storage.connections.list_for_schedule(intruder, listing, 1, cursor)
+    # And the cursor still continues the listing it came from
+    rest, after = storage.connections.list_for_schedule(client.clientId, schedule, 1, cursor)
+    assert [r.connectionId for r in rest] != [r.connectionId for r in first] and len(rest) == 1 and after is None
+
+
+def test_the_store_refuses_a_forged_cursor_naming_another_clients_keys(api_client, other_client, storage):
+    # Given a cursor of the right shape, forged by one client to start inside another client's listing
+    victim = other_client[0].clientId
+    forged = {"connectionId": {"S": "x"}, "scheduleId": {"S": "schedule-42"}, "listKey": {"S": f"{victim}#x"}}
+    cursor = base64.urlsafe_b64encode(json.dumps(forged).encode()).decode()
+    # When the forger's listing is asked to continue from it; Then the store refuses it before any query
+    with pytest.raises(InvalidCursor, match=r"^belongs to another listing$"):
+        storage.connections.list_for_schedule(api_client[0].clientId, "schedule-42", 10, cursor)
+    # And a string that is no cursor at all is refused the same way, with its own reason
+    with pytest.raises(InvalidCursor, match=r"^not a cursor this API returned$"):
+        storage.connections.list_for_schedule(api_client[0].clientId, "schedule-42", 10, "not-a-cursor")
 
 
 def test_a_forged_cursor_within_the_callers_listing_is_400_not_a_storage_failure(api_client):

@@ -9,7 +9,7 @@ import time
 from enum import Enum
 
 from . import deadline as invocation
-from .dal import decode_cursor, encode_cursor
+from .dal import InvalidCursor
 from .deployment import Deployment
 from .errors import FailedPrecondition, Internal, InvalidArgument, NotFound, StorageUnavailable, Unavailable
 from .models import (
@@ -61,18 +61,13 @@ def get_owned(deployment: Deployment, client: ApiClient, connection_id: str) -> 
 def list_connections(
     deployment: Deployment, client: ApiClient, schedule_id: str, cursor: str | None
 ) -> ConnectionsPage:
-    start = None
-    if cursor:
-        try:
-            start = decode_cursor(cursor)
-        except ValueError:
-            raise InvalidArgument.for_field("cursor", "not a cursor this API returned") from None
-        if start["scheduleId"]["S"] != schedule_id or not start["listKey"]["S"].startswith(f"{client.clientId}#"):
-            raise InvalidArgument.for_field("cursor", "belongs to another listing")
-    records, last_key = deployment.storage.connections.list_for_schedule(
-        client.clientId, schedule_id, deployment.settings.page_size, start
-    )
-    return ConnectionsPage(connections=[r.public() for r in records], nextCursor=encode_cursor(last_key))
+    try:
+        records, cursor = deployment.storage.connections.list_for_schedule(
+            client.clientId, schedule_id, deployment.settings.page_size, cursor
+        )
+    except InvalidCursor as error:
+        raise InvalidArgument.for_field("cursor", str(error)) from None
+    return ConnectionsPage(connections=[r.public() for r in records], nextCursor=cursor)
 
 
 def _provider(deployment: Deployment, record: ConnectionRecord) -> tuple[Provider, str | None]:

@@ -394,9 +394,12 @@ class Connections(_Table):
         return _connection(new)
 
     def list_for_schedule(
-        self, client_id: str, schedule_id: str, limit: int, cursor: dict[str, Any] | None
-    ) -> tuple[list[ConnectionRecord], dict[str, Any] | None]:
-        """One page, oldest first, and the key to continue after it; None when nothing follows."""
+        self, client_id: str, schedule_id: str, limit: int, cursor: str | None
+    ) -> tuple[list[ConnectionRecord], str | None]:
+        """One page, oldest first, and the cursor to continue after it; None when nothing follows.
+
+        A cursor is the page's last key, encoded: refused (InvalidCursor) unless it is one this listing handed out
+        (the same schedule, the same client)."""
         request: dict[str, Any] = {
             "TableName": self.name,
             "IndexName": self.index,
@@ -406,16 +409,16 @@ class Connections(_Table):
             "Limit": limit + 1,
         }
         if cursor:
-            request["ExclusiveStartKey"] = cursor
+            request["ExclusiveStartKey"] = _list_start(cursor, client_id, schedule_id)
         with _storage_errors():
             answer = self._call("query", **request)
         items = answer.get("Items", [])
         if len(items) > limit:
             items = items[:limit]
-            last = {name: items[-1][name] for name in ("connectionId", "scheduleId", "listKey")}
+            last = {name: items[-1][name] for name in _LIST_KEY}
         else:
             last = answer.get("LastEvaluatedKey")  # only when the 1 MB answer limit cut the page short
-        return [_connection(_from_item(item)) for item in items], last
+        return [_connection(_from_item(item)) for item in items], _encode_cursor(last)
 
     def acquire_refresh_lease(self, connection_id: str, version: int, now: int, until: int) -> bool:
         return (
@@ -705,20 +708,34 @@ def _delivery(**values: Any) -> WebhookDelivery:
     return WebhookDelivery.model_validate(values)
 
 
-def encode_cursor(key: dict[str, Any] | None) -> str | None:
+_LIST_KEY = ("connectionId", "scheduleId", "listKey")  # the ByScheduleId index's key, with the table's
+
+
+class InvalidCursor(ValueError):
+    """A list cursor this listing did not hand out; its message says which way (for the caller's error)."""
+
+
+def _encode_cursor(key: dict[str, Any] | None) -> str | None:
     if not key:
         return None
     return base64.urlsafe_b64encode(json.dumps(key, separators=(",", ":")).encode()).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str) -> dict[str, Any]:
-    """Raises ValueError on anything that is not a cursor this API produced."""
-    raw = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-    if not isinstance(raw, dict) or set(raw) != {"connectionId", "scheduleId", "listKey"}:
-        raise ValueError("not a cursor")
-    if not all(isinstance(v, dict) and set(v) == {"S"} and isinstance(v["S"], str) for v in raw.values()):
-        raise ValueError("not a cursor")
-    return raw
+def _list_start(cursor: str, client_id: str, schedule_id: str) -> dict[str, Any]:
+    """The key a cursor names, when it is one the listing of this client's schedule handed out."""
+    try:
+        key = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except ValueError:
+        key = None  # not base64, or not JSON
+    if not (
+        isinstance(key, dict)
+        and set(key) == set(_LIST_KEY)
+        and all(isinstance(v, dict) and set(v) == {"S"} and isinstance(v["S"], str) for v in key.values())
+    ):
+        raise InvalidCursor("not a cursor this API returned")
+    if key["scheduleId"]["S"] != schedule_id or not key["listKey"]["S"].startswith(f"{client_id}#"):
+        raise InvalidCursor("belongs to another listing")
+    return key
 
 
 class Storage:
