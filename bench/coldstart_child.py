@@ -21,7 +21,11 @@ import time
 ANATOMY = (
     ("boto3 and the DynamoDB client (the floor)", (), ""),
     ("pydantic", ("pydantic", "pydantic.main"), ""),
-    ("our models (pydantic classes)", ("calendar_connect.models", "calendar_connect.settings"), ""),
+    (
+        "our models (pydantic classes)",
+        ("calendar_connect.records", "calendar_connect.api_models", "calendar_connect.settings"),
+        "",
+    ),
     ("providers (PyYAML, provider models)", ("calendar_connect.providers",), ""),
     ("Powertools Logger, Metrics, Tracer + X-Ray SDK, botocore patched", ("calendar_connect.observability",), ""),
     ("Powertools event handler (resolver)", ("aws_lambda_powertools.event_handler",), ""),

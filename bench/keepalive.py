@@ -61,7 +61,8 @@ def _rotating(received: Received) -> Answer:
 def _seed(count: int, now: int) -> None:
     from calendar_connect import deployment
     from calendar_connect.connect_flow import connection_id_for
-    from calendar_connect.models import ConnectionRecord, ConnectionStatus, TokenSet, iso
+    from calendar_connect.records import ConnectionRecord, ConnectionStatus, TokenSet
+    from calendar_connect.timestamps import iso
 
     here = deployment.current()
 

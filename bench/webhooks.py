@@ -31,7 +31,7 @@ class WebhookFigures:
 def measure_webhooks(stack: Stack, events: int) -> WebhookFigures:
     from calendar_connect import deployment
     from calendar_connect.api_clients import register_client
-    from calendar_connect.models import ConnectionRecord, ConnectionStatus
+    from calendar_connect.records import ConnectionRecord, ConnectionStatus
     from calendar_connect.webhooks import put_webhook
 
     saved = os.environ.get("ALLOW_PRIVATE_WEBHOOKS")

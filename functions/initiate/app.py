@@ -21,6 +21,25 @@ from pydantic import ValidationError
 
 from calendar_connect import connections, deadline, deployment, webhooks
 from calendar_connect.api_clients import authenticate
+from calendar_connect.api_models import (
+    ID_PATTERN,
+    AccessTokenResponse,
+    ConnectByOAuthRequest,
+    ConnectByOAuthResponse,
+    Connection,
+    ConnectionResponse,
+    ConnectionsPage,
+    DisconnectResponse,
+    ErrorBody,
+    ProviderInfo,
+    ProvidersResponse,
+    TeamUpInitiateRequest,
+    TeamUpInitiateResponse,
+    WebhookDeletedResponse,
+    WebhookRequest,
+    WebhookResponse,
+    WebhookSecretResponse,
+)
 from calendar_connect.connect_flow import start_authorization
 from calendar_connect.errors import (
     ApiError,
@@ -32,31 +51,12 @@ from calendar_connect.errors import (
     Unavailable,
 )
 from calendar_connect.http_answers import JSON, error_event_response, error_headers, invalid_argument_from
-from calendar_connect.models import (
-    ID_PATTERN,
-    AccessTokenResponse,
-    ApiClient,
-    ConnectByOAuthRequest,
-    ConnectByOAuthResponse,
-    ConnectionResponse,
-    ConnectionsPage,
-    Dialect,
-    DisconnectResponse,
-    ErrorBody,
-    ProviderInfo,
-    ProvidersResponse,
-    TeamUpInitiateRequest,
-    TeamUpInitiateResponse,
-    WebhookDeletedResponse,
-    WebhookRequest,
-    WebhookResponse,
-    WebhookSecretResponse,
-    iso,
-)
 from calendar_connect.oauth_client import ProviderConfigurationError
 from calendar_connect.observability import logger, metrics, tracer
+from calendar_connect.records import ApiClient, Dialect
 from calendar_connect.request_limits import MAX_JSON_DEPTH, is_json, json_nesting_exceeds
 from calendar_connect.snapstart import register_before_snapshot  # and the shared SnapStart hooks
+from calendar_connect.timestamps import iso
 
 app = APIGatewayHttpResolver(enable_validation=True)
 app.configure_openapi(
@@ -283,7 +283,9 @@ def list_connections(
 
 @app.get(CONNECTIONS + "/<connectionId>", responses=_errors(404))
 def get_connection(connectionId: str) -> ConnectionResponse:
-    return ConnectionResponse(connection=connections.get_owned(deployment.current(), _client(), connectionId).public())
+    return ConnectionResponse(
+        connection=Connection.from_record(connections.get_owned(deployment.current(), _client(), connectionId))
+    )
 
 
 @app.delete(CONNECTIONS + "/<connectionId>", responses=_errors(404))

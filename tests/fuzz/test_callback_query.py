@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 
 from calendar_connect import deployment
 from calendar_connect.connect_flow import start_authorization
-from calendar_connect.models import ApiClient, Dialect
 from calendar_connect.observability import metrics
+from calendar_connect.records import ApiClient, Dialect
 from tests.support.lambda_runtime import invoke, load_event
 
 RETURN_URL = "https://booking.example.com/calendar/done?site=1"

@@ -12,8 +12,9 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import pytest
 
 from calendar_connect import connect_flow, deployment
-from calendar_connect.connect_flow import Page, Redirect, hash_secret
-from calendar_connect.models import Dialect
+from calendar_connect.connect_flow import Page, Redirect
+from calendar_connect.records import Dialect
+from calendar_connect.secret_hashes import hash_secret
 from tests.conftest import GOOGLE_CLIENT_ID
 from tests.integration.test_callback import (
     callback,

@@ -18,8 +18,8 @@ from botocore.awsrequest import AWSResponse
 
 from calendar_connect import connect_flow, deployment
 from calendar_connect.aws_calls import MAX_ATTEMPTS
-from calendar_connect.connect_flow import hash_secret
-from calendar_connect.models import Dialect, PendingAuthorization
+from calendar_connect.records import Dialect, PendingAuthorization
+from calendar_connect.secret_hashes import hash_secret
 from tests.conftest import GENERIC_CLIENT_ID, GOOGLE_CLIENT_ID, MICROSOFT_CLIENT_ID
 from tests.support.lambda_runtime import invoke, json_body, load_event
 from tests.support.provider_server import (

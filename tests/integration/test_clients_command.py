@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from calendar_connect.api_clients import hash_key
+from calendar_connect.secret_hashes import hash_secret
 from scripts.clients import main
 from tests.support.lambda_runtime import invoke, load_event
 
@@ -19,7 +19,7 @@ def test_register_then_revoke(environment, dynamodb, capsys):
     client_id, api_key = printed["clientId"].strip(), printed["apiKey"].strip()
     # Then only the key's hash is stored
     item = dynamodb.client().get_item(TableName="ApiClientsTable", Key={"clientId": {"S": client_id}})["Item"]
-    assert item["keyHash"]["S"] == hash_key(api_key)
+    assert item["keyHash"]["S"] == hash_secret(api_key)
     assert api_key not in json.dumps(item)
     # And the key works
     event = load_event("initiate-wix.json")
@@ -64,4 +64,4 @@ def test_without_a_table_it_registers_in_make_runs_dynamodb(environment, dynamod
     assert main(["register", "--name", "Local site", "--prefix", EXAMPLE]) == 0
     printed = dict(line.split(":", 1) for line in capsys.readouterr().out.strip().splitlines())
     item = dynamodb.client().get_item(TableName="ApiClientsTable", Key={"clientId": {"S": printed["clientId"].strip()}})
-    assert item["Item"]["keyHash"]["S"] == hash_key(printed["apiKey"].strip())
+    assert item["Item"]["keyHash"]["S"] == hash_secret(printed["apiKey"].strip())

@@ -23,7 +23,8 @@ from calendar_connect import connections, deployment
 from calendar_connect.connect_flow import connection_id_for
 from calendar_connect.dal import InvalidCursor
 from calendar_connect.deployment import Deployment
-from calendar_connect.models import ConnectionRecord, ConnectionStatus, TokenSet, iso
+from calendar_connect.records import ConnectionRecord, ConnectionStatus, TokenSet
+from calendar_connect.timestamps import iso
 from local.template import ROOT
 from tests.conftest import GOOGLE_CLIENT_ID, MICROSOFT_CLIENT_ID
 from tests.support.lambda_runtime import EXAMPLE_API_KEY, EXAMPLE_CLIENT_ID, invoke, json_body, load_event

@@ -11,7 +11,7 @@ from xml.etree import ElementTree
 
 import pytest
 
-from calendar_connect.connect_flow import hash_secret
+from calendar_connect.secret_hashes import hash_secret
 from tests.support.lambda_runtime import EXAMPLE_API_KEY, invoke, json_body, load_event
 
 pytestmark = pytest.mark.usefixtures("example_client")

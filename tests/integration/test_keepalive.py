@@ -16,8 +16,8 @@ from botocore.awsrequest import AWSResponse
 from calendar_connect import connections, deployment, oauth_client
 from calendar_connect.dal import Connections, keepalive_shard
 from calendar_connect.keepalive import KeepAliveRun, keep_alive
-from calendar_connect.models import ConnectionStatus
 from calendar_connect.observability import metrics
+from calendar_connect.records import ConnectionStatus
 from local.dynamodb import free_port
 from local.template import ROOT
 from tests.integration.test_connections import access_token, raw_item, refreshed, seed, stored_tokens

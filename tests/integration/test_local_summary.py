@@ -9,9 +9,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from calendar_connect.connect_flow import hash_secret
-from calendar_connect.models import Dialect
 from calendar_connect.observability import attempt_id, logger
+from calendar_connect.records import Dialect
+from calendar_connect.secret_hashes import hash_secret
 from local.gateway import AttemptSummaries, Gateway, print_attempt_summaries
 from tests.integration.test_callback import callback, connected, failed, start, tokens_for
 from tests.support.provider_server import Answer

@@ -10,7 +10,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
 
-from calendar_connect.connect_flow import hash_secret
+from calendar_connect.secret_hashes import hash_secret
 from tests.support.lambda_runtime import invoke, json_body, load_event
 
 pytestmark = pytest.mark.usefixtures("example_client")  # allowed https://booking.example.com/calendar/

@@ -10,7 +10,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import pytest
 
 from calendar_connect import deployment
-from calendar_connect.connect_flow import hash_secret
+from calendar_connect.secret_hashes import hash_secret
 from tests.conftest import GOOGLE_CLIENT_ID
 from tests.support.lambda_runtime import EXAMPLE_API_KEY, invoke, json_body, load_event
 from tests.support.provider_server import Answer, google_tokens

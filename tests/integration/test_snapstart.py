@@ -36,7 +36,7 @@ def _connect_once(number: int) -> dict[str, Any]:
     import sys
 
     from calendar_connect import deployment
-    from calendar_connect.connect_flow import hash_secret
+    from calendar_connect.secret_hashes import hash_secret
     from tests.support.lambda_runtime import invoke, load_event
     from tests.support.snapstart import wrapped_key
 
@@ -74,7 +74,7 @@ def _connect_once(number: int) -> dict[str, Any]:
 def primed_parent(run_hooks: str) -> None:
     """The fresh interpreter's work (the snapshot): print what the snapshot held and what each restored copy did."""
     from calendar_connect import deployment
-    from calendar_connect.models import TokenSet
+    from calendar_connect.records import TokenSet
     from calendar_connect.token_cipher import KmsKeySource, TokenCipher
     from tests.support.lambda_runtime import handler_module
     from tests.support.snapstart import LocalKms, restored_copies, take_snapshot, wrapped_key

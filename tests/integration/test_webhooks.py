@@ -17,8 +17,8 @@ import pytest
 from standardwebhooks import Webhook
 
 from calendar_connect import deployment, webhook_delivery
-from calendar_connect.connect_flow import hash_secret
 from calendar_connect.observability import attempt_id
+from calendar_connect.secret_hashes import hash_secret
 from calendar_connect.webhook_delivery import RETRY_WINDOW_SECONDS, retry_due
 from local.dynamodb import LOCAL_CREDENTIALS, DynamoDBLocal
 from local.streams import StreamReader

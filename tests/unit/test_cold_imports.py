@@ -39,6 +39,11 @@ def test_callback_imports_no_http_client_or_crypto_before_its_first_request() ->
     assert probe["loaded"] == dict.fromkeys(DEFERRED, False)
 
 
+def test_callback_imports_the_records_it_stores_but_none_of_the_management_apis_models() -> None:
+    probe = run_in_fresh_interpreter("callback", _PROBE, "calendar_connect.records,calendar_connect.api_models")
+    assert probe["loaded"] == {"calendar_connect.records": True, "calendar_connect.api_models": False}
+
+
 def test_tracing_patches_botocore_at_import_and_httpx_with_the_first_provider_client() -> None:
     probe = _cold_import("initiate")
     assert probe["patched_at_import"] == ["botocore"]

@@ -12,7 +12,6 @@ import pytest
 import yaml
 
 from calendar_connect import observability
-from calendar_connect.models import Dialect
 from calendar_connect.observability import (
     AUTHORIZATION_FINISHED,
     DIALECTS,
@@ -24,6 +23,7 @@ from calendar_connect.observability import (
     count,
     dimension_value,
 )
+from calendar_connect.records import Dialect
 
 LAYER = Path(observability.__file__).parent
 PROVIDERS = ("google", "microsoft")

@@ -6,10 +6,11 @@ import time
 
 import pytest
 
-from calendar_connect.api_clients import hash_key, new_api_key
+from calendar_connect.api_clients import new_api_key
 from calendar_connect.connect_flow import connection_id_for
 from calendar_connect.oauth_client import ProviderCallFailed, id_token_claims, token_set_fields
 from calendar_connect.providers import load_providers
+from calendar_connect.secret_hashes import hash_secret
 from tests.support.provider_server import unsigned_jwt
 
 
@@ -50,7 +51,7 @@ def test_api_keys_are_random_and_hashed():
     _, other = new_api_key()
     assert key.startswith(f"cc_{client_id}_") and key != other
     assert len(key.removeprefix(f"cc_{client_id}_")) == 43  # 256 bits, base64url (may itself hold "_")
-    assert hash_key(key) != key and len(hash_key(key)) == 64
+    assert hash_secret(key) != key and len(hash_secret(key)) == 64
 
 
 def test_connection_ids_are_stable_per_account_and_schedule():
@@ -89,7 +90,7 @@ def test_authorization_urls_are_encoded_as_a_whole_url_would_be(google, endpoint
     from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
     from calendar_connect.connect_flow import authorization_params, authorization_url
-    from calendar_connect.models import Dialect, PendingAuthorization
+    from calendar_connect.records import Dialect, PendingAuthorization
 
     provider = google.model_copy(
         update={"authorization_endpoint": endpoint, "authorization_params": extra, "client_id": "id/with space+&"}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 
 from calendar_connect import deployment
-from calendar_connect.models import TokenSet
+from calendar_connect.records import TokenSet
 from calendar_connect.token_cipher import KmsKeySource, TokenCipher
 from tests.support.lambda_runtime import run_in_fresh_interpreter
 from tests.support.snapstart import LocalKms, wrapped_key

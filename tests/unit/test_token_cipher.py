@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from calendar_connect.models import TokenSet
+from calendar_connect.records import TokenSet
 from calendar_connect.token_cipher import DecryptionError, LocalKeySource, TokenCipher
 
 TOKENS = TokenSet(access_token="access-plain", refresh_token="refresh-plain", expires_at=1_900_000_000)

@@ -1,28 +1,25 @@
 """API clients: keys are `cc_<clientId>_<secret>`; only a SHA-256 of the whole key is stored.
 
-The secret part has 256 random bits, so a fast hash is enough (no password stretching needed);
-the comparison is constant-time all the same.
+The secret part has 256 random bits, so a fast hash is enough (secret_hashes); the comparison is constant-time all
+the same.
 """
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import re
 import secrets
-from datetime import UTC, datetime
+import time
 
 from .dal import ApiClients
 from .errors import Unauthenticated
-from .models import ApiClient
+from .records import ApiClient
 from .return_urls import validate_prefix
+from .secret_hashes import hash_secret
+from .timestamps import iso
 
 _KEY = re.compile(r"^cc_([A-Za-z0-9]{8,32})_([A-Za-z0-9_\-]{43})$")
 _SCHEMES = ("bearer", "token")
-
-
-def hash_key(api_key: str) -> str:
-    return hashlib.sha256(api_key.encode()).hexdigest()
 
 
 def new_api_key(client_id: str | None = None) -> tuple[str, str]:
@@ -43,9 +40,9 @@ def register_client(
     client = ApiClient(
         clientId=match.group(1),
         name=name,
-        keyHash=hash_key(api_key),
+        keyHash=hash_secret(api_key),
         allowedReturnUrlPrefixes=[validate_prefix(p) for p in prefixes],
-        createdAt=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        createdAt=iso(time.time()),
     )
     store.put(client)
     return client, api_key
@@ -58,8 +55,8 @@ def authenticate(store: ApiClients, authorization: str | None) -> ApiClient:
         raise Unauthenticated("Missing API key: send Authorization: Bearer <api key>")
     match = _KEY.match(api_key.strip())
     client = store.get(match.group(1)) if match else None
-    presented = hash_key(api_key.strip())
-    expected = client.keyHash if client else hash_key("no such client")
+    presented = hash_secret(api_key.strip())
+    expected = client.keyHash if client else hash_secret("no such client")
     if not hmac.compare_digest(presented, expected) or client is None or client.revoked:
         raise Unauthenticated("Unknown or revoked API key")
     return client

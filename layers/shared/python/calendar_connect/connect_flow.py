@@ -9,7 +9,6 @@ import secrets
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from functools import lru_cache
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
@@ -24,7 +23,6 @@ from .errors import (
     StorageUnavailable,
     Unavailable,
 )
-from .models import ApiClient, ConnectionRecord, ConnectionStatus, Dialect, PendingAuthorization, TokenSet, iso
 from .oauth_client import (
     ProviderCallFailed,
     ProviderConfigurationError,
@@ -46,16 +44,15 @@ from .observability import (
     logger,
 )
 from .providers import Provider
+from .records import ApiClient, ConnectionRecord, ConnectionStatus, Dialect, PendingAuthorization, TokenSet
 from .return_urls import ReturnUrlError, is_allowed, validate_return_url, with_outcome
+from .secret_hashes import hash_secret
+from .timestamps import iso
 
 START_PATH = "/oauth2/start"
 CALLBACK_PATH = "/oauth2/callback"
 _CONNECTION_NAMESPACE = uuid.UUID("6f1d8a52-4c1e-4a7b-9d53-1f0c2b7e9a10")
 _OUTCOME_WAIT_SECONDS = 15.0
-
-
-def hash_secret(value: str) -> str:
-    return hashlib.sha256(value.encode()).hexdigest()
 
 
 def _s256(verifier: str) -> str:
@@ -556,7 +553,3 @@ def _revoke_quietly(provider: Provider, secret: str | None, tokens: TokenSet) ->
     for token, hint in ((tokens.refresh_token, "refresh_token"), (tokens.access_token, "access_token")):
         if token and revoke(provider, secret, token, hint) is not False:
             return
-
-
-def now_iso() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

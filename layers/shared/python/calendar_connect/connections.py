@@ -9,19 +9,10 @@ import time
 from enum import Enum
 
 from . import deadline as invocation
+from .api_models import AccessTokenResponse, Connection, ConnectionsPage, DisconnectResponse
 from .dal import InvalidCursor
 from .deployment import Deployment
 from .errors import FailedPrecondition, Internal, InvalidArgument, NotFound, StorageUnavailable, Unavailable
-from .models import (
-    AccessTokenResponse,
-    ApiClient,
-    ConnectionRecord,
-    ConnectionsPage,
-    ConnectionStatus,
-    DisconnectResponse,
-    TokenSet,
-    iso,
-)
 from .oauth_client import (
     ProviderCallFailed,
     ProviderConfigurationError,
@@ -39,6 +30,8 @@ from .observability import (
 )
 from .observability import REAUTH_REQUIRED as REAUTH_REQUIRED_METRIC
 from .providers import Provider
+from .records import ApiClient, ConnectionRecord, ConnectionStatus, TokenSet
+from .timestamps import iso
 from .token_cipher import DecryptionError
 
 REFRESH_MARGIN_SECONDS = 300  # refresh when the token expires within 5 minutes
@@ -67,7 +60,7 @@ def list_connections(
         )
     except InvalidCursor as error:
         raise InvalidArgument.for_field("cursor", str(error)) from None
-    return ConnectionsPage(connections=[r.public() for r in records], nextCursor=cursor)
+    return ConnectionsPage(connections=[Connection.from_record(r) for r in records], nextCursor=cursor)
 
 
 def _provider(deployment: Deployment, record: ConnectionRecord) -> tuple[Provider, str | None]:
@@ -102,13 +95,15 @@ def disconnect(
     while True:
         record = get_owned(deployment, client, connection_id)
         if record.status is ConnectionStatus.DISCONNECTED:
-            return DisconnectResponse(connection=record.public(), revokedAtProvider=record.revokedAtProvider)
+            return DisconnectResponse(
+                connection=Connection.from_record(record), revokedAtProvider=record.revokedAtProvider
+            )
         revoked = _revoke(deployment, record)
         stamp = iso(int(time.time()) if now is None else now)
         updated = deployment.storage.connections.mark_disconnected(connection_id, record.version, stamp, revoked)
         if updated is not None:
             logger.info("connection disconnected", extra={"connectionId": connection_id, "revoked": revoked})
-            return DisconnectResponse(connection=updated.public(), revokedAtProvider=revoked)
+            return DisconnectResponse(connection=Connection.from_record(updated), revokedAtProvider=revoked)
         # Changed under us (a refresh or reconnect): read it again.
 
 

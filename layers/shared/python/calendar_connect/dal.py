@@ -17,14 +17,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from . import aws_calls
 from .errors import StorageUnavailable
-from .models import (
-    ApiClient,
-    ConnectionRecord,
-    ConnectionStatus,
-    PendingAuthorization,
-    WebhookDelivery,
-    WebhookRecord,
-)
+from .records import ApiClient, ConnectionRecord, ConnectionStatus, PendingAuthorization, WebhookDelivery, WebhookRecord
 from .settings import Settings
 
 _serializer = TypeSerializer()

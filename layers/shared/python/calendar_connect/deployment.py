@@ -83,16 +83,17 @@ def prime() -> None:
     Manager reader's client (no secret), every model's validators, and the modules a request imports on first use."""
     from pydantic import BaseModel
 
-    from . import models, oauth_client
+    from . import api_models, oauth_client, records
 
     here = current()
     _ = here.providers, here.storage  # cached properties: built by reading them
     here.cipher.prime()
     oauth_client.http_client()
     credentials.prime(here.settings.client_secrets_id)
-    for model in vars(models).values():
-        if isinstance(model, type) and issubclass(model, BaseModel) and model.__module__ == models.__name__:
-            model.model_rebuild()
+    for module in (records, api_models):
+        for model in vars(module).values():
+            if isinstance(model, type) and issubclass(model, BaseModel) and model.__module__ == module.__name__:
+                model.model_rebuild()
 
 
 def after_restore() -> None:

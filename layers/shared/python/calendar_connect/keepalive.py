@@ -16,8 +16,8 @@ from enum import Enum
 from .connections import REAUTH_REQUIRED, refresh_connection, stored_tokens
 from .deployment import Deployment
 from .errors import ApiError, FailedPrecondition, StorageUnavailable
-from .models import ConnectionStatus, TokenSet
 from .observability import logger
+from .records import ConnectionStatus, TokenSet
 
 PAGE_SIZE = 100  # connection ids per index query: 16 shards' worth is well inside one query's 1 MB
 

@@ -13,7 +13,7 @@ import struct
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .errors import StorageUnavailable
-from .models import TokenSet
+from .records import TokenSet
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM

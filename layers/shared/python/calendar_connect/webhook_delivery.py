@@ -23,8 +23,8 @@ import httpx
 
 from .deployment import Deployment
 from .errors import StorageUnavailable
-from .models import WebhookDelivery, WebhookRecord
 from .observability import logger
+from .records import WebhookDelivery, WebhookRecord
 from .token_cipher import DecryptionError
 from .webhook_events import event_from_record
 from .webhook_urls import WebhookUrlError, resolve_webhook_url

@@ -11,10 +11,12 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from .api_models import AuthorizationFailedData, Connection, WebhookEvent, WebhookEventType
 from .dal import connection_from_image, pending_from_image, stream_image
-from .models import AuthorizationFailedData, ConnectionStatus, WebhookEvent, WebhookEventType, iso
 from .observability import attempt_id
+from .records import ConnectionStatus
 from .settings import Settings
+from .timestamps import iso
 
 # How DynamoDB's TTL signs its deletions on the stream: a REMOVE by the service itself.
 TTL_DELETION = {"type": "Service", "principalId": "dynamodb.amazonaws.com"}
@@ -61,17 +63,17 @@ def event_from_record(settings: Settings, record: dict[str, Any]) -> OutgoingEve
 def _connection_event(name: str, old: dict[str, Any] | None, new: dict[str, Any] | None) -> tuple[str, Any, Any] | None:
     if name == "REMOVE" and old is not None and old.get("status") != ConnectionStatus.DISCONNECTED:
         record = connection_from_image(old)  # deleted outright: as good as disconnected
-        return record.clientId, WebhookEventType.CONNECTION_DISCONNECTED, record.public()
+        return record.clientId, WebhookEventType.CONNECTION_DISCONNECTED, Connection.from_record(record)
     if new is None:
         return None
     record = connection_from_image(new)
     if name == "INSERT":
-        return record.clientId, WebhookEventType.CONNECTION_CREATED, record.public()
+        return record.clientId, WebhookEventType.CONNECTION_CREATED, Connection.from_record(record)
     old = old or {}
     if record.status is ConnectionStatus.CONNECTED:
         # A reconnect raises connectCount; a token refresh or a lease changes the item without raising it.
         if int(new.get("connectCount", 0)) > int(old.get("connectCount", 0)) or old.get("status") != record.status:
-            return record.clientId, WebhookEventType.CONNECTION_UPDATED, record.public()
+            return record.clientId, WebhookEventType.CONNECTION_UPDATED, Connection.from_record(record)
         return None
     if old.get("status") == record.status:
         return None
@@ -80,7 +82,7 @@ def _connection_event(name: str, old: dict[str, Any] | None, new: dict[str, Any]
         if record.status is ConnectionStatus.REAUTH_REQUIRED
         else WebhookEventType.CONNECTION_DISCONNECTED
     )
-    return record.clientId, kind, record.public()
+    return record.clientId, kind, Connection.from_record(record)
 
 
 def _attempt_event(

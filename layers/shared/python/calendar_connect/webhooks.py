@@ -8,17 +8,11 @@ import json
 import secrets
 import time
 
+from .api_models import WebhookDeletedResponse, WebhookResponse, WebhookSecretResponse
 from .deployment import Deployment
 from .errors import Internal, InvalidArgument, NotFound, StorageUnavailable, Unavailable
-from .models import (
-    ApiClient,
-    WebhookDeletedResponse,
-    WebhookRecord,
-    WebhookResponse,
-    WebhookSecretEntry,
-    WebhookSecretResponse,
-    iso,
-)
+from .records import ApiClient, WebhookRecord, WebhookSecretEntry
+from .timestamps import iso
 from .token_cipher import DecryptionError
 from .webhook_urls import WebhookUrlError, resolve_webhook_url
 
