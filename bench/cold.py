@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.flow import callback_event, script_token_answer, start_attempt
-from bench.stack import Stack
+from bench.stack import Stack, run_child
 from bench.warm import floor_on, prepare_floor_callback, token_endpoint
 from local.template import ROOT, functions, load_template
 from tests.support.lambda_runtime import EVENTS, lambda_variables
@@ -96,18 +96,8 @@ def _child(stack: Stack, target: str, event_file: Path, site: list[str], *flags:
         # -S: no site-packages; the code, the layer code and the Lambda-like site (/var/task, /opt/python, runtime).
         env["PYTHONPATH"] = os.pathsep.join([env["PYTHONPATH"], *site])
         isolate = ["-S"]
-    done = subprocess.run(
-        [sys.executable, *isolate, "-m", "bench.coldstart_child", target, str(event_file), *flags],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"cold start of {target} failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    command = [sys.executable, *isolate, "-m", "bench.coldstart_child", target, str(event_file), *flags]
+    return run_child(f"cold start of {target}", command, env, timeout=60)
 
 
 def measure_cold(stack: Stack, runs: int, site: list[str], anatomy: bool = False) -> dict[str, ColdRuns]:

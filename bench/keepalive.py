@@ -8,16 +8,14 @@ another process so that the token server's threads do not share its interpreter 
 
 from __future__ import annotations
 
-import json
 import secrets
-import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from bench.stack import Stack
+from bench.stack import Stack, run_child
 from local.template import load_template, schedules
 from tests.support.provider_server import Answer, Received
 
@@ -124,17 +122,12 @@ def measure_keepalive(stack: Stack, count: int) -> KeepAliveFigures:
     now = int(time.time())
     _seed(count, now)
     stack.provider.script("/google/token", *[_rotating] * count)
-    done = subprocess.run(
+    result = run_child(
+        "keep-alive child",
         [sys.executable, "-c", _CHILD, str(now)],
-        env={**stack.child_env(), "POWERTOOLS_LOG_LEVEL": "WARNING"},
-        capture_output=True,
-        text=True,
+        {**stack.child_env(), "POWERTOOLS_LOG_LEVEL": "WARNING"},
         timeout=1800,
-        check=False,
     )
-    if done.returncode != 0:
-        raise RuntimeError(f"keep-alive child failed:\n{done.stderr[-3000:]}")
-    result = json.loads(done.stdout.strip().splitlines()[-1])
     from calendar_connect.settings import get_settings
 
     return KeepAliveFigures(

@@ -370,12 +370,10 @@ class LocalStack:
 
     def stop(self) -> None:
         """Stop everything this stack started (safe to call twice, or after a failed start)."""
-        if self.webhooks is not None:
-            self.webhooks.stop()
-            self.webhooks = None
-        if self.keepalive is not None:
-            self.keepalive.stop()
-            self.keepalive = None
+        for loop in (self.webhooks, self.keepalive):
+            if loop is not None:
+                loop.stop()
+        self.webhooks = self.keepalive = None
         for server in reversed(self._servers):
             server.stop()
         self._servers.clear()

@@ -6,34 +6,19 @@ from __future__ import annotations
 
 import logging
 import sys
-import threading
 import time
-import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Self
 
 import boto3
 
+from local.background import BackgroundLoop
 from local.dynamodb import LOCAL_CREDENTIALS
+from local.schedule import scheduled_event
 from local.streams import StreamReader
 from local.template import Schedule, StreamMapping
 
 _POLL_SECONDS = 0.5
-
-
-def scheduled_event(schedule: Schedule, region: str) -> dict[str, Any]:
-    """What EventBridge sends a function on a schedule."""
-    return {
-        "version": "0",
-        "id": str(uuid.uuid4()),
-        "detail-type": "Scheduled Event",
-        "source": "aws.events",
-        "account": "000000000000",
-        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "region": region,
-        "resources": [f"arn:aws:events:{region}:000000000000:rule/{schedule.function}"],
-        "detail": {},
-    }
 
 
 class _DeliveredLine(logging.Handler):
@@ -50,7 +35,7 @@ class _DeliveredLine(logging.Handler):
             )
 
 
-class LocalWebhooks:
+class LocalWebhooks(BackgroundLoop):
     """Runs in one background thread until stop(); every invocation goes through `invoke(function, event)`."""
 
     def __init__(
@@ -62,6 +47,7 @@ class LocalWebhooks:
         retry_seconds: float,
         region: str,
     ) -> None:
+        super().__init__("webhooks")
         dynamodb = boto3.client("dynamodb", endpoint_url=endpoint, **LOCAL_CREDENTIALS)
         streams = boto3.client("dynamodbstreams", endpoint_url=endpoint, **LOCAL_CREDENTIALS)
         self.failed_batches: list[dict[str, Any]] = []
@@ -73,8 +59,6 @@ class LocalWebhooks:
         self._invoke = invoke
         self._retry_seconds = retry_seconds
         self._region = region
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="webhooks", daemon=True)
         self._line = _DeliveredLine()
 
     @staticmethod
@@ -92,17 +76,14 @@ class LocalWebhooks:
             flush=True,
         )
 
-    def start(self) -> LocalWebhooks:
+    def start(self) -> Self:
         from calendar_connect.observability import logger
 
         logging.getLogger(logger.name).addHandler(self._line)
-        self._thread.start()
-        return self
+        return super().start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(30)
+        super().stop()
         from calendar_connect.observability import logger
 
         logging.getLogger(logger.name).removeHandler(self._line)
@@ -117,7 +98,7 @@ class LocalWebhooks:
                 if time.monotonic() >= next_retry:
                     next_retry = time.monotonic() + self._retry_seconds
                     for schedule in self._schedules:
-                        self._invoke(schedule.function, scheduled_event(schedule, self._region))
+                        self._invoke(schedule.function, scheduled_event(rule=schedule.function, region=self._region))
             except Exception as error:  # DynamoDB Local stopping, a function failing: say so, keep going
                 if not self._stop.is_set():
                     print(f"webhooks: {type(error).__name__}: {error}", file=sys.stderr, flush=True)

@@ -152,6 +152,17 @@ class _Table:
             return None
         return _from_item(answer["Attributes"]) if return_new else {}
 
+    def _applies(
+        self,
+        key: dict[str, Any],
+        expression: str,
+        values: dict[str, Any],
+        condition: str,
+        names: dict[str, str] | None = None,
+    ) -> bool:
+        """One conditional UpdateItem: whether its condition held (and so the update was made)."""
+        return self._update(key, expression, values, condition, names) is not None
+
     def _update_or_old(
         self, key: dict[str, Any], expression: str, values: dict[str, Any], condition: str, names: dict[str, str]
     ) -> tuple[bool, dict[str, Any] | None]:
@@ -191,10 +202,7 @@ class ApiClients(_Table):
         return bool(item) and not (item.get("revoked") or {}).get("BOOL", False)
 
     def revoke(self, client_id: str) -> bool:
-        return (
-            self._update({"clientId": client_id}, "SET revoked = :t", _values(t=True), "attribute_exists(clientId)")
-            is not None
-        )
+        return self._applies({"clientId": client_id}, "SET revoked = :t", _values(t=True), "attribute_exists(clientId)")
 
     # The client's webhook lives on its own item: one per client, gone with it, read with the same key.
     def get_webhook(self, client_id: str) -> WebhookRecord | None:
@@ -218,49 +226,37 @@ class ApiClients(_Table):
 
     def create_webhook(self, client_id: str, url: str, sealed_secrets: bytes, updated_at: str) -> bool:
         """False when the client already has one (or no longer exists)."""
-        return (
-            self._update(
-                {"clientId": client_id},
-                "SET webhookUrl = :url, webhookSecrets = :secrets, webhookUpdatedAt = :at",
-                _values(url=url, secrets=sealed_secrets, at=updated_at),
-                "attribute_exists(clientId) AND attribute_not_exists(webhookUrl)",
-            )
-            is not None
+        return self._applies(
+            {"clientId": client_id},
+            "SET webhookUrl = :url, webhookSecrets = :secrets, webhookUpdatedAt = :at",
+            _values(url=url, secrets=sealed_secrets, at=updated_at),
+            "attribute_exists(clientId) AND attribute_not_exists(webhookUrl)",
         )
 
     def set_webhook_url(self, client_id: str, url: str, updated_at: str) -> bool:
-        return (
-            self._update(
-                {"clientId": client_id},
-                "SET webhookUrl = :url, webhookUpdatedAt = :at",
-                _values(url=url, at=updated_at),
-                "attribute_exists(webhookUrl)",
-            )
-            is not None
+        return self._applies(
+            {"clientId": client_id},
+            "SET webhookUrl = :url, webhookUpdatedAt = :at",
+            _values(url=url, at=updated_at),
+            "attribute_exists(webhookUrl)",
         )
 
     def replace_webhook_secrets(self, client_id: str, expected: bytes, sealed_secrets: bytes, updated_at: str) -> bool:
         """Optimistic: False when the secrets changed since `expected` was read (or the webhook is gone)."""
-        return (
-            self._update(
-                {"clientId": client_id},
-                "SET webhookSecrets = :secrets, webhookUpdatedAt = :at",
-                _values(secrets=sealed_secrets, at=updated_at, expected=expected),
-                "webhookSecrets = :expected",
-            )
-            is not None
+        return self._applies(
+            {"clientId": client_id},
+            "SET webhookSecrets = :secrets, webhookUpdatedAt = :at",
+            _values(secrets=sealed_secrets, at=updated_at, expected=expected),
+            "webhookSecrets = :expected",
         )
 
     def delete_webhook(self, client_id: str) -> bool:
         """True when there was one to delete."""
-        return (
-            self._update(
-                {"clientId": client_id},
-                "REMOVE webhookUrl, webhookSecrets, webhookUpdatedAt",
-                {},
-                "attribute_exists(webhookUrl)",
-            )
-            is not None
+        return self._applies(
+            {"clientId": client_id},
+            "REMOVE webhookUrl, webhookSecrets, webhookUpdatedAt",
+            {},
+            "attribute_exists(webhookUrl)",
         )
 
 
@@ -288,15 +284,12 @@ class PendingAuthorizations(_Table):
 
     def bind_browser(self, state_hash: str, binding_hash: str, now: int) -> bool:
         """The first browser to open the attempt owns it."""
-        return (
-            self._update(
-                {"stateHash": state_hash},
-                "SET browserBindingHash = :b",
-                _values(b=binding_hash, now=now, pending="PENDING"),
-                "attribute_not_exists(browserBindingHash) AND expiresAt > :now AND #s = :pending",
-                names={"#s": "status"},
-            )
-            is not None
+        return self._applies(
+            {"stateHash": state_hash},
+            "SET browserBindingHash = :b",
+            _values(b=binding_hash, now=now, pending="PENDING"),
+            "attribute_not_exists(browserBindingHash) AND expiresAt > :now AND #s = :pending",
+            names={"#s": "status"},
         )
 
     def claim(self, state_hash: str, now: int, binding_hash: str | None) -> Claim:
@@ -334,6 +327,21 @@ def keepalive_shard(connection_id: str) -> str:
     return f"ka#{zlib.crc32(connection_id.encode()) % KEEPALIVE_SHARDS}"
 
 
+# The record's own values that Connections.UPSERT_CONNECTED writes as they are (its placeholders are their names).
+_UPSERTED_AS_GIVEN = {
+    "clientId",
+    "providerId",
+    "calendarType",
+    "scheduleId",
+    "externalAccountId",
+    "scopesGranted",
+    "createdAt",
+    "updatedAt",
+    "tokens",
+    "accessTokenExpiresAt",
+}
+
+
 class Connections(_Table):
     index = "ByScheduleId"
     # Sparse: only CONNECTED connections carry keepAliveShard/keepAliveDueAt, so only they are in it.
@@ -341,9 +349,9 @@ class Connections(_Table):
     UPSERT_CONNECTED = (
         "SET clientId = :clientId, providerId = :providerId, calendarType = :calendarType, "
         "scheduleId = :scheduleId, externalAccountId = :externalAccountId, "
-        "externalAccountEmail = :email, scopesGranted = :scopesGranted, #s = :status, "
+        "externalAccountEmail = :externalAccountEmail, scopesGranted = :scopesGranted, #s = :status, "
         "createdAt = if_not_exists(createdAt, :createdAt), updatedAt = :updatedAt, "
-        "tokens = :tokens, accessTokenExpiresAt = :expiresAt, "
+        "tokens = :tokens, accessTokenExpiresAt = :accessTokenExpiresAt, "
         "listKey = if_not_exists(listKey, :listKey), version = if_not_exists(version, :zero) + :one, "
         # Counts connects: on the table's stream a reconnect is a MODIFY that raises it, a token refresh is not.
         "connectCount = if_not_exists(connectCount, :zero) + :one, "
@@ -360,18 +368,9 @@ class Connections(_Table):
             {"connectionId": record.connectionId},
             self.UPSERT_CONNECTED,
             _values(
-                clientId=record.clientId,
-                providerId=record.providerId,
-                calendarType=record.calendarType,
-                scheduleId=record.scheduleId,
-                externalAccountId=record.externalAccountId,
-                email=record.externalAccountEmail or "",
-                scopesGranted=record.scopesGranted,
+                **record.model_dump(include=_UPSERTED_AS_GIVEN),
+                externalAccountEmail=record.externalAccountEmail or "",
                 status=ConnectionStatus.CONNECTED.value,
-                createdAt=record.createdAt,
-                updatedAt=record.updatedAt,
-                tokens=record.tokens,
-                expiresAt=record.accessTokenExpiresAt,
                 # Listed oldest first within a client's schedule; createdAt survives reconnects.
                 listKey=f"{record.clientId}#{record.createdAt}#{record.connectionId}",
                 one=1,
@@ -414,14 +413,11 @@ class Connections(_Table):
         return [_connection(_from_item(item)) for item in items], _encode_cursor(last)
 
     def acquire_refresh_lease(self, connection_id: str, version: int, now: int, until: int) -> bool:
-        return (
-            self._update(
-                {"connectionId": connection_id},
-                "SET refreshLeaseUntil = :until",
-                _values(until=until, version=version, now=now),
-                "version = :version AND (attribute_not_exists(refreshLeaseUntil) OR refreshLeaseUntil < :now)",
-            )
-            is not None
+        return self._applies(
+            {"connectionId": connection_id},
+            "SET refreshLeaseUntil = :until",
+            _values(until=until, version=version, now=now),
+            "version = :version AND (attribute_not_exists(refreshLeaseUntil) OR refreshLeaseUntil < :now)",
         )
 
     def store_refreshed_tokens(
@@ -537,15 +533,12 @@ class Connections(_Table):
     def schedule_keepalive(self, connection_id: str, due_at: int) -> bool:
         """Put a CONNECTED connection without a schedule into the keep-alive index; False when it is no longer
         CONNECTED or has one by now."""
-        return (
-            self._update(
-                {"connectionId": connection_id},
-                "SET keepAliveShard = :shard, keepAliveDueAt = :due",
-                _values(shard=keepalive_shard(connection_id), due=due_at, connected=ConnectionStatus.CONNECTED.value),
-                "#s = :connected AND attribute_not_exists(keepAliveDueAt)",
-                names={"#s": "status"},
-            )
-            is not None
+        return self._applies(
+            {"connectionId": connection_id},
+            "SET keepAliveShard = :shard, keepAliveDueAt = :due",
+            _values(shard=keepalive_shard(connection_id), due=due_at, connected=ConnectionStatus.CONNECTED.value),
+            "#s = :connected AND attribute_not_exists(keepAliveDueAt)",
+            names={"#s": "status"},
         )
 
 
@@ -602,15 +595,12 @@ class WebhookDeliveries(_Table):
 
     def claim(self, delivery: WebhookDelivery, until: int) -> bool:
         """Take a due delivery for one attempt: its next attempt moves to `until`, so nobody else sends it meanwhile."""
-        return (
-            self._update(
-                {"deliveryId": delivery.deliveryId},
-                "SET nextAttemptAt = :until",
-                _values(until=until, seen=delivery.nextAttemptAt, pending="PENDING"),
-                "nextAttemptAt = :seen AND #s = :pending",
-                names={"#s": "status"},
-            )
-            is not None
+        return self._applies(
+            {"deliveryId": delivery.deliveryId},
+            "SET nextAttemptAt = :until",
+            _values(until=until, seen=delivery.nextAttemptAt, pending="PENDING"),
+            "nextAttemptAt = :seen AND #s = :pending",
+            names={"#s": "status"},
         )
 
     def mark_delivered(self, delivery_id: str, attempts: int, first_attempt_at: int, purge_at: int) -> None:
@@ -684,16 +674,13 @@ class WebhookDeliveries(_Table):
 
     def redrive(self, delivery_id: str, now: int) -> bool:
         """A dead letter becomes due again, with a fresh 24-hour window; False when it is no longer dead."""
-        return (
-            self._update(
-                {"deliveryId": delivery_id},
-                "SET #s = :pending, attempts = :zero, nextAttemptAt = :now, dueShard = :shard "
-                "REMOVE deadShard, deadAt, firstAttemptAt",
-                _values(pending="PENDING", zero=0, now=now, shard=self._due_shard(delivery_id), dead="DEAD"),
-                "#s = :dead",
-                names={"#s": "status"},
-            )
-            is not None
+        return self._applies(
+            {"deliveryId": delivery_id},
+            "SET #s = :pending, attempts = :zero, nextAttemptAt = :now, dueShard = :shard "
+            "REMOVE deadShard, deadAt, firstAttemptAt",
+            _values(pending="PENDING", zero=0, now=now, shard=self._due_shard(delivery_id), dead="DEAD"),
+            "#s = :dead",
+            names={"#s": "status"},
         )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -16,6 +17,11 @@ class ApiError(Exception):
 
     status: int = 500
     code: str = "INTERNAL"
+
+    def __init_subclass__(cls, *, status: int, code: str, **kwargs: Any) -> None:
+        """Each kind of error is declared with its status and code: `class NotFound(ApiError, status=404, ...)`."""
+        super().__init_subclass__(**kwargs)
+        cls.status, cls.code = status, code
 
     def __init__(
         self,
@@ -40,9 +46,7 @@ class ApiError(Exception):
         return {"message": self.description, "details": details}
 
 
-class InvalidArgument(ApiError):
-    status, code = 400, "INVALID_ARGUMENT"
-
+class InvalidArgument(ApiError, status=400, code="INVALID_ARGUMENT"):
     def __init__(self, description: str, violations: list[FieldViolation] | None = None) -> None:
         super().__init__(description, field_violations=violations)
 
@@ -51,37 +55,29 @@ class InvalidArgument(ApiError):
         return cls(f"{name}: {description}", [FieldViolation(name, description)])
 
 
-class Unauthenticated(ApiError):
-    status, code = 401, "UNAUTHENTICATED"
+class Unauthenticated(ApiError, status=401, code="UNAUTHENTICATED"): ...
 
 
-class PermissionDenied(ApiError):
-    status, code = 403, "PERMISSION_DENIED"
+class PermissionDenied(ApiError, status=403, code="PERMISSION_DENIED"): ...
 
 
-class NotFound(ApiError):
-    status, code = 404, "NOT_FOUND"
+class NotFound(ApiError, status=404, code="NOT_FOUND"): ...
 
 
-class PayloadTooLarge(ApiError):
-    status, code = 413, "PAYLOAD_TOO_LARGE"
+class PayloadTooLarge(ApiError, status=413, code="PAYLOAD_TOO_LARGE"): ...
 
 
-class FailedPrecondition(ApiError):
-    status, code = 428, "FAILED_PRECONDITION"
+class FailedPrecondition(ApiError, status=428, code="FAILED_PRECONDITION"): ...
 
 
-class Unavailable(ApiError):
-    status, code = 503, "UNAVAILABLE"
+class Internal(ApiError, status=500, code="INTERNAL"): ...
 
+
+class Unavailable(ApiError, status=503, code="UNAVAILABLE"):
     def __init__(
         self, description: str = "A dependency is unavailable; try again shortly", retry_after: int = 5
     ) -> None:
         super().__init__(description, retry_after=retry_after)
-
-
-class Internal(ApiError):
-    status, code = 500, "INTERNAL"
 
 
 class StorageUnavailable(Exception):
