@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from bench.flow import callback_event, script_token_answer, start_attempt
-from bench.stack import Stack, run_child
+from bench.stack import Stack
 from bench.warm import floor_on, prepare_floor_callback, token_endpoint
 from local.template import ROOT, functions, load_template
-from tests.support.lambda_runtime import EVENTS, lambda_variables
+from tests.support.lambda_runtime import EVENTS, lambda_variables, run_child
 
 # Packages the python3.13 Lambda runtime ships precompiled; everything else comes from the layer.
 SITE = ROOT / "bench" / "out" / "lambda-site"  # git-ignored

@@ -15,8 +15,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from bench.stack import Stack, run_child
+from bench.stack import Stack
 from local.template import load_template, schedules
+from tests.support.lambda_runtime import run_child
 from tests.support.provider_server import Answer, Received
 
 BUDGET_SECONDS = 900 - 60  # Lambda's 15 minutes, less KEEPALIVE_STOP_MARGIN_SECONDS

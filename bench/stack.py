@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import subprocess
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from local.dynamodb import DynamoDBLocal
 from local.template import ROOT
@@ -32,14 +29,6 @@ class Stack:
         """A fresh interpreter's environment: the functions' variables, the layer on the path as /opt/python."""
         keep = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "SYSTEMROOT", "TMPDIR")}
         return {**keep, **self.env, "PYTHONPATH": os.pathsep.join([str(LAYER_PATH), str(ROOT)])}
-
-
-def run_child(what: str, command: list[str], env: dict[str, str], timeout: float) -> Any:
-    """Run a measuring child interpreter from the repository root; its answer is the JSON of its last line."""
-    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=False)
-    if done.returncode != 0:
-        raise RuntimeError(f"{what} failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def _environment(dynamodb: DynamoDBLocal, provider: ProviderServer, directory: Path) -> dict[str, str]:

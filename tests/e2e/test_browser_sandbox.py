@@ -63,26 +63,21 @@ def test_approve_shows_the_connection_id_and_lists_the_connection(page: Any, run
         assert connection["externalAccountEmail"] == "ada@sandbox.test"
 
 
-def test_deny_comes_back_as_reject(page: Any, runner: Runner) -> None:
+@pytest.mark.parametrize(
+    ("choice", "error", "reason"),
+    [("deny", "reject", "access_denied"), ("approve_without_calendar", "unsupported", "scope_not_granted")],
+)
+def test_a_refusal_comes_back_as_its_error_and_reason(
+    page: Any, runner: Runner, choice: str, error: str, reason: str
+) -> None:
     schedule_id = schedule()
 
-    url = connect_from_demo(page, runner, schedule_id, "deny")
+    url = connect_from_demo(page, runner, schedule_id, choice)
 
-    assert query_of(url)["error"] == ["reject"]
-    assert query_of(url)["reason"] == ["access_denied"]
-    assert page.text_content("#error") == "reject"
-    assert page.text_content("#reason") == "access_denied"
-    assert page.locator("#no-connections").is_visible()
-
-
-def test_approve_without_the_calendar_scope_comes_back_as_unsupported(page: Any, runner: Runner) -> None:
-    schedule_id = schedule()
-
-    url = connect_from_demo(page, runner, schedule_id, "approve_without_calendar")
-
-    assert query_of(url)["error"] == ["unsupported"]
-    assert query_of(url)["reason"] == ["scope_not_granted"]
-    assert page.text_content("#error") == "unsupported"
+    assert query_of(url)["error"] == [error]
+    assert query_of(url)["reason"] == [reason]
+    assert page.text_content("#error") == error
+    assert page.text_content("#reason") == reason
     assert page.locator("#no-connections").is_visible()
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from calendar_connect.secret_hashes import hash_secret
 from scripts.clients import main
 from tests.support.lambda_runtime import invoke, load_event
@@ -33,12 +35,9 @@ def test_register_then_revoke(environment, dynamodb, capsys):
 
 def test_a_bad_prefix_is_refused(environment, dynamodb, capsys):
     args = ["--table", "ApiClientsTable", "--endpoint", dynamodb.endpoint]
-    try:
+    with pytest.raises(SystemExit) as exit_:  # an http prefix outside localhost is refused
         main([*args, "register", "--name", "x", "--prefix", "http://booking.example.com/"])
-    except SystemExit as exit_:
-        assert exit_.code == 2
-    else:
-        raise AssertionError("an http prefix outside localhost was accepted")
+    assert exit_.value.code == 2
     assert "https" in capsys.readouterr().err
 
 
@@ -48,12 +47,9 @@ def test_a_deployed_table_without_a_region_says_how_to_name_one(environment, mon
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
     # When a deployed table is named without --region, Then the command says what to add (no NoRegionError)
-    try:
+    with pytest.raises(SystemExit) as exit_:
         main(["--table", "calendar-connect-ApiClientsTable-X", "register", "--name", "x", "--prefix", EXAMPLE])
-    except SystemExit as exit_:
-        assert exit_.code == 2
-    else:
-        raise AssertionError("no region, yet the command went on")
+    assert exit_.value.code == 2
     assert "--region" in capsys.readouterr().err
 
 

@@ -98,6 +98,14 @@ def seed(
     return Seeded(connection_id, tokens)
 
 
+def seeded_schedule(client_id: str, count: int) -> str:
+    """A fresh schedule with `count` of the client's connections on it."""
+    schedule = f"schedule-{secrets.token_hex(4)}"
+    for _ in range(count):
+        seed(client_id, schedule_id=schedule)
+    return schedule
+
+
 def stored_tokens(connection_id: str) -> TokenSet | None:
     record = deployment.current().storage.connections.get(connection_id)
     assert record is not None
@@ -253,9 +261,7 @@ def test_a_full_last_page_has_no_next_cursor(api_client, monkeypatch):
     monkeypatch.setenv("CONNECTIONS_PAGE_SIZE", "2")
     deployment.reset()
     client, key = api_client
-    schedule = f"schedule-{secrets.token_hex(4)}"
-    seed(client.clientId, schedule_id=schedule)
-    seed(client.clientId, schedule_id=schedule)
+    schedule = seeded_schedule(client.clientId, 2)
     # When it is listed; Then both come on the one page, and there is no next page to ask for
     body = json_body(list_page(key, schedule))
     assert len(body["connections"]) == 2
@@ -314,9 +320,7 @@ def test_a_cursor_of_another_listing_is_400(api_client, other_client, monkeypatc
     monkeypatch.setenv("CONNECTIONS_PAGE_SIZE", "1")
     deployment.reset()
     client, key = api_client
-    schedule = f"schedule-{secrets.token_hex(4)}"
-    seed(client.clientId, schedule_id=schedule)
-    seed(client.clientId, schedule_id=schedule)
+    schedule = seeded_schedule(client.clientId, 2)
     cursor = json_body(list_page(key, schedule))["nextCursor"]
     assert cursor
     # When it is used for another schedule, or by another client; Then 400 on the cursor
@@ -329,9 +333,7 @@ def test_a_cursor_of_another_listing_is_400(api_client, other_client, monkeypatc
 def test_the_store_refuses_a_cursor_of_another_clients_listing_itself(api_client, other_client, storage):
     # Given a cursor the store handed out for one client's listing of one schedule
     client, _ = api_client
-    schedule = f"schedule-{secrets.token_hex(4)}"
-    seed(client.clientId, schedule_id=schedule)
-    seed(client.clientId, schedule_id=schedule)
+    schedule = seeded_schedule(client.clientId, 2)
     first, cursor = storage.connections.list_for_schedule(client.clientId, schedule, 1, None)
     assert len(first) == 1 and isinstance(cursor, str)
     # When another client's listing (or another schedule's) is asked to continue from it; Then the store refuses it
@@ -853,23 +855,23 @@ def test_every_connection_route_answers_404_for_an_unknown_connection(route, exa
     assert json_body(answer)["message"]
 
 
+@pytest.mark.parametrize(
+    "failing",
+    [
+        {"DYNAMODB_ENDPOINT": "http://127.0.0.1:9"},  # DynamoDB nowhere to be reached
+        # The API keys readable but the connections table not (the route's own storage call fails)
+        {"CONNECTIONS_TABLE": "NoSuchConnectionsTable"},
+    ],
+    ids=["dynamodb_unreachable", "connections_table_failing"],
+)
 @pytest.mark.parametrize("route", ROUTES)
-def test_every_connection_route_is_503_when_dynamodb_is_unreachable(route, event_connection, monkeypatch):
-    # Given DynamoDB nowhere to be reached
-    monkeypatch.setenv("DYNAMODB_ENDPOINT", "http://127.0.0.1:9")
+def test_every_connection_route_is_503_when_its_storage_fails(route, failing, event_connection, monkeypatch):
+    # Given the storage failing
+    for name, value in failing.items():
+        monkeypatch.setenv(name, value)
     deployment.reset()
     # When a route is called; Then 503 UNAVAILABLE with Retry-After, in the contract's shape
     answer = invoke("InitiateFunction", load_event(route))
     assert error_code(answer) == (503, "UNAVAILABLE")
     assert int(answer["headers"]["Retry-After"]) > 0
     assert set(json_body(answer)) == {"message", "details"}
-
-
-@pytest.mark.parametrize("route", ROUTES)
-def test_every_connection_route_is_503_when_the_connections_table_fails(route, event_connection, monkeypatch):
-    # Given the API keys readable but the connections table not (the route's own storage call fails)
-    monkeypatch.setenv("CONNECTIONS_TABLE", "NoSuchConnectionsTable")
-    deployment.reset()
-    answer = invoke("InitiateFunction", load_event(route))
-    assert error_code(answer) == (503, "UNAVAILABLE")
-    assert int(answer["headers"]["Retry-After"]) > 0

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 
 from local.template import ROOT, functions, load_template
+from tests.support.lambda_runtime import run_child
 
 SCRIPT = """
 import json, sys
@@ -45,17 +45,8 @@ def test_a_function_runs_with_env_json_alone(dynamodb, example_client) -> None:
         PYTHONPATH=os.pathsep.join([str(ROOT / "layers" / "shared" / "python"), str(ROOT)]),
     )
     # When the providers event is invoked in a fresh interpreter
-    done = subprocess.run(
-        [sys.executable, "-c", SCRIPT, "InitiateFunction", "providers-list.json"],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    command = [sys.executable, "-c", SCRIPT, "InitiateFunction", "providers-list.json"]
+    answer = run_child("the providers event with env.json alone", command, env, timeout=60)
     # Then it answers (no NoRegionError, the example key found in the table)
-    assert done.returncode == 0, done.stderr[-3000:]
-    answer = json.loads(done.stdout.strip().splitlines()[-1])
     assert answer["status"] == 200, answer
     assert {p["providerId"] for p in json.loads(answer["body"])["providers"]} == {"apple"}

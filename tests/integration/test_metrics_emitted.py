@@ -12,7 +12,7 @@ import secrets
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
-from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from aws_lambda_powertools.metrics.provider import cold_start
@@ -24,6 +24,7 @@ from calendar_connect.secret_hashes import hash_secret
 from calendar_connect.webhook_delivery import RETRY_WINDOW_SECONDS
 from local.template import ROOT, load_template
 from tests.conftest import GOOGLE_CLIENT_ID
+from tests.integration.test_browser_binding import hop
 from tests.integration.test_callback import callback, connected, failed, seed, start, tokens_for
 from tests.integration.test_connections import access_token, refreshed
 from tests.integration.test_connections import seed as seed_connection
@@ -113,15 +114,6 @@ def _query(url: str) -> dict[str, str]:
     return {k: v[0] for k, v in parse_qs(urlsplit(url).query).items()}
 
 
-def _hop(attempt: str, cookies: list[str] | None = None) -> dict[str, Any]:
-    event = load_event("start-attempt.json")
-    event["queryStringParameters"] = {"attempt": attempt}
-    event["rawQueryString"] = urlencode({"attempt": attempt})
-    if cookies:
-        event["cookies"] = cookies
-    return invoke("CallbackFunction", event)
-
-
 # --- the flows -------------------------------------------------------------------------------------------
 
 
@@ -144,10 +136,10 @@ def open_and_expire_start_links(storage: Any, monkeypatch: pytest.MonkeyPatch) -
     deployment.reset()
     event = load_event("initiate-wix.json")
     attempt = _query(json.loads(invoke("InitiateFunction", event)["body"])["oauthUrl"])["attempt"]
-    assert _hop(attempt)["statusCode"] == 302
+    assert hop(attempt)["statusCode"] == 302
     late = "late-attempt-" + secrets.token_urlsafe(24)  # one per call: the table lives for the session
     seed(storage, late, binding=True, expires_in=-1)
-    assert _query(_hop(late)["headers"]["Location"])["reason"] == "expired"
+    assert _query(hop(late)["headers"]["Location"])["reason"] == "expired"
 
 
 def serve_refresh_and_lose_access_tokens(provider_server: Any) -> None:
@@ -197,16 +189,22 @@ def deliver_retry_and_dead_letter_webhooks(
     streams.pump()
     (failed,) = [d for d in deliveries_of(client.clientId) if d.status == "PENDING"]
     # Its first attempt a day ago, due now: the retry function's failed attempt is its last
+    storage = _retried_for_the_last_time(failed.deliveryId)
+    assert storage.webhook_deliveries.get(failed.deliveryId).status == "DEAD"
+
+
+def _retried_for_the_last_time(delivery_id: str) -> Any:
+    """Its first attempt a day ago and due now, a delivery is retried by the retry function for the last time."""
     now = int(time.time())
     storage = deployment.current().storage
     storage.client.update_item(
         TableName=storage.webhook_deliveries.name,
-        Key={"deliveryId": {"S": failed.deliveryId}},
+        Key={"deliveryId": {"S": delivery_id}},
         UpdateExpression="SET firstAttemptAt = :first, nextAttemptAt = :next",
         ExpressionAttributeValues={":first": {"N": str(now - RETRY_WINDOW_SECONDS - 60)}, ":next": {"N": str(now - 1)}},
     )
     invoke("WebhookRetryFunction", RETRY_SCHEDULED_EVENT)
-    assert storage.webhook_deliveries.get(failed.deliveryId).status == "DEAD"
+    return storage
 
 
 def run_keepalive(provider_server: Any, monkeypatch: pytest.MonkeyPatch, dynamodb: Any, environment: Any) -> None:
@@ -340,15 +338,7 @@ def test_webhook_attempts_are_counted_delivered_retried_and_dead_lettered_with_t
     assert Emitted.values(second, "WebhookLatency") == []
     # When its first attempt was a day ago and the retry function's attempt fails too: dead-lettered
     (failed,) = [d for d in deliveries_of(client.clientId) if d.status == "PENDING"]
-    now = int(time.time())
-    storage = deployment.current().storage
-    storage.client.update_item(
-        TableName=storage.webhook_deliveries.name,
-        Key={"deliveryId": {"S": failed.deliveryId}},
-        UpdateExpression="SET firstAttemptAt = :first, nextAttemptAt = :next",
-        ExpressionAttributeValues={":first": {"N": str(now - RETRY_WINDOW_SECONDS - 60)}, ":next": {"N": str(now - 1)}},
-    )
-    invoke("WebhookRetryFunction", RETRY_SCHEDULED_EVENT)
+    storage = _retried_for_the_last_time(failed.deliveryId)
     third = emitted.read()
     assert storage.webhook_deliveries.get(failed.deliveryId).status == "DEAD"
     assert Emitted.total(third, "WebhookDeadLettered") >= 1  # others' leftover due events may be in the run too
@@ -399,10 +389,10 @@ def test_every_log_line_of_an_attempt_carries_its_id_from_initiate_through_the_h
     state = _query(json.loads(answer["body"])["oauthUrl"])["attempt"]
     attempt_id = observability.attempt_id(hash_secret(state))
     # When the browser takes the start hop, then comes back from Google
-    hop: dict[str, Any] = {}
-    opened = lines_of(lambda: hop.update(_hop(state)))
-    nonce = _query(hop["headers"]["Location"])["nonce"]
-    cookie = hop["cookies"][0].split(";")[0]
+    started: dict[str, Any] = {}
+    opened = lines_of(lambda: started.update(hop(state)))
+    nonce = _query(started["headers"]["Location"])["nonce"]
+    cookie = started["cookies"][0].split(";")[0]
     provider_server.script("/google/token", Answer(200, google_tokens(GOOGLE_CLIENT_ID, nonce)))
     back: dict[str, Any] = {}
     finished = lines_of(lambda: back.update(callback({"state": state, "code": "c"}, cookies=[cookie])))

@@ -25,24 +25,12 @@ from local.streams import StreamReader
 from local.template import load_template, stream_mappings
 from scripts.webhooks import main as webhooks_command
 from tests.conftest import GOOGLE_CLIENT_ID
-from tests.integration.test_connections import seed
+from tests.integration.test_connections import CONNECTION_FIELDS, access_token, seed
 from tests.support.lambda_runtime import EXAMPLE_PREFIX, invoke, json_body, load_event
 from tests.support.provider_server import Answer, ProviderServer, google_tokens
 from tests.support.webhook_receiver import WebhookReceiver, verifies
 
 RETURN_URL = EXAMPLE_PREFIX + "done"
-CONNECTION_FIELDS = {
-    "connectionId",
-    "providerId",
-    "calendarType",
-    "scheduleId",
-    "externalAccountId",
-    "externalAccountEmail",
-    "scopesGranted",
-    "status",
-    "createdAt",
-    "updatedAt",
-}
 
 
 # --- the management API ---------------------------------------------------------------------------------------
@@ -288,12 +276,7 @@ def test_every_event_type_from_real_flows_is_delivered_signed(
     # connection.reauth_required: the access-token route meets invalid_grant
     seeded = seed(client.clientId, schedule_id=schedule, expires_in=60)
     provider_server.script("/google/token", Answer(400, {"error": "invalid_grant"}))
-    token_event = load_event("connection-access-token.json")
-    token_event["headers"]["authorization"] = f"Bearer {key}"
-    path = f"/v2/external-calendars/connections/{seeded.connection_id}/access-token"
-    token_event["rawPath"] = token_event["requestContext"]["http"]["path"] = path
-    token_event["pathParameters"] = {"connectionId": seeded.connection_id}
-    assert invoke("InitiateFunction", token_event)["statusCode"] == 428
+    assert access_token(key, seeded.connection_id)["statusCode"] == 428
     streams.pump()
     (reauth,) = receiver.wait_for("connection.reauth_required")
 
@@ -343,12 +326,7 @@ def test_a_token_refresh_makes_no_event(hooked, receiver, streams, provider_serv
     client, key = hooked
     seeded = seed(client.clientId, schedule_id=f"refresh-{time.time_ns()}", expires_in=60)
     provider_server.script("/google/token", Answer(200, {"access_token": "fresh", "expires_in": 3599}))
-    event = load_event("connection-access-token.json")
-    event["headers"]["authorization"] = f"Bearer {key}"
-    path = f"/v2/external-calendars/connections/{seeded.connection_id}/access-token"
-    event["rawPath"] = event["requestContext"]["http"]["path"] = path
-    event["pathParameters"] = {"connectionId": seeded.connection_id}
-    assert invoke("InitiateFunction", event)["statusCode"] == 200
+    assert access_token(key, seeded.connection_id)["statusCode"] == 200
     streams.pump()
     assert [r.event["type"] for r in receiver.events()] == ["connection.created"]  # the seed's, and nothing else
 

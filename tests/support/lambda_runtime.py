@@ -83,9 +83,10 @@ def run_in_fresh_interpreter(function_dir: str, script: str, *args: str, env: di
     (the layer and the repository on the path, tracing on, placeholder table names; no AWS is reached unless the
     script asks); its first argument is the function's code directory. Answers the JSON of its last stdout line."""
     code_dir = str(ROOT / "functions" / function_dir)
-    done = subprocess.run(
+    return run_child(
+        f"a fresh interpreter of {function_dir}",
         [sys.executable, "-c", script, code_dir, *args],
-        env={
+        {
             **os.environ,
             "PYTHONPATH": os.pathsep.join([str(ROOT / "layers" / "shared" / "python"), str(ROOT)]),
             **lambda_variables(code_dir, f"fresh-{function_dir}"),
@@ -99,10 +100,13 @@ def run_in_fresh_interpreter(function_dir: str, script: str, *args: str, env: di
             "API_CLIENTS_TABLE": "api-clients",
             **(env or {}),
         },
-        capture_output=True,
-        text=True,
         timeout=60,
-        check=False,
     )
-    assert done.returncode == 0, done.stderr[-3000:]
+
+
+def run_child(what: str, command: list[str], env: dict[str, str], timeout: float) -> Any:
+    """Run a child process from the repository root; its answer is the JSON of its last stdout line."""
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"{what} failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
