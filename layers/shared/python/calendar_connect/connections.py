@@ -55,12 +55,12 @@ def list_connections(
     deployment: Deployment, client: ApiClient, schedule_id: str, cursor: str | None
 ) -> ConnectionsPage:
     try:
-        records, cursor = deployment.storage.connections.list_for_schedule(
+        records, next_cursor = deployment.storage.connections.list_for_schedule(
             client.clientId, schedule_id, deployment.settings.page_size, cursor
         )
     except InvalidCursor as error:
         raise InvalidArgument.for_field("cursor", str(error)) from None
-    return ConnectionsPage(connections=[Connection.from_record(r) for r in records], nextCursor=cursor)
+    return ConnectionsPage(connections=[Connection.from_record(r) for r in records], nextCursor=next_cursor)
 
 
 def _provider(deployment: Deployment, record: ConnectionRecord) -> tuple[Provider, str | None]:

@@ -1,4 +1,4 @@
-"""The only module that touches DynamoDB: four small stores behind one low-level client."""
+"""The only module that touches DynamoDB: four small stores behind one client; keys and cursors stay inside."""
 
 from __future__ import annotations
 
