@@ -18,7 +18,7 @@ import pytest
 from calendar_connect import connect_flow, deployment
 from calendar_connect.api_clients import register_client
 from calendar_connect.connect_flow import hash_secret
-from calendar_connect.models import Dialect
+from calendar_connect.dialects import Dialect
 from local.dynamodb import DynamoDBLocal, _jar, free_port
 from tests.integration.test_callback import RETURN_URL, callback, connected, failed, start, tokens_for
 from tests.support.lambda_runtime import EXAMPLE_API_KEY, EXAMPLE_PREFIX, handler_module, invoke, json_body, load_event

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from calendar_connect.connect_flow import hash_secret
-from calendar_connect.models import Dialect
+from calendar_connect.dialects import Dialect
 from calendar_connect.observability import attempt_id, logger
 from local.gateway import AttemptSummaries, Gateway, print_attempt_summaries
 from tests.integration.test_callback import callback, connected, failed, start, tokens_for

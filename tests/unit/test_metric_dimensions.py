@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from calendar_connect import observability
-from calendar_connect.models import Dialect
+from calendar_connect.dialects import Dialect
 from calendar_connect.observability import (
     AUTHORIZATION_FINISHED,
     DIALECTS,

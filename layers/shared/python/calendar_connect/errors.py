@@ -1,4 +1,4 @@
-"""Domain errors. Each management error maps to one HTTP answer in the contract's shape."""
+"""Domain errors. Each maps to one HTTP answer in the contract's shape, in one place (http_answers.api_error)."""
 
 from __future__ import annotations
 
@@ -82,6 +82,10 @@ class Unavailable(ApiError):
 
 class Internal(ApiError):
     status, code = 500, "INTERNAL"
+
+
+class ReturnUrlNotAllowed(Exception):
+    """The return URL is outside the API client's allowed prefixes (the edge names the field: 403)."""
 
 
 class StorageUnavailable(Exception):

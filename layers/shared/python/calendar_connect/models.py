@@ -19,55 +19,13 @@ def iso(epoch_seconds: int | float) -> str:
     return datetime.fromtimestamp(epoch_seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-class Dialect(StrEnum):
-    WIX = "wix"
-    TEAMUP = "teamup"
-
-
 class ConnectionStatus(StrEnum):
     CONNECTED = "CONNECTED"
     DISCONNECTED = "DISCONNECTED"
     REAUTH_REQUIRED = "REAUTH_REQUIRED"
 
 
-# --- requests -------------------------------------------------------------------------------------
-
-
-class ConnectByOAuthRequest(BaseModel):
-    """Wix External Calendars v2 `connectByOAuth`."""
-
-    model_config = _STRICT
-
-    providerId: str = Field(min_length=1, max_length=64, pattern=ID_PATTERN)
-    scheduleId: str = Field(min_length=1, max_length=200, pattern=ID_PATTERN)
-    redirectUrl: str = Field(min_length=1, max_length=2048)
-
-
-class TeamUpInitiateRequest(BaseModel):
-    """TeamUp `oauth2/initiate`."""
-
-    model_config = _STRICT
-
-    calendar_source: str = Field(min_length=1, max_length=16, pattern=r"^[A-Z]+$")
-    redirect_uri: str = Field(min_length=1, max_length=2048)
-
-
-# --- answers --------------------------------------------------------------------------------------
-
-
-class ConnectByOAuthResponse(BaseModel):
-    model_config = _BUILT_ON_USE
-
-    oauthUrl: str
-    timeoutSeconds: int
-    expiresAt: str
-
-
-class TeamUpInitiateResponse(BaseModel):
-    model_config = _BUILT_ON_USE
-
-    uri: str
-    timeout_seconds: int
+# --- answers (each dialect's own request and answer: dialects/*/api.py) ----------------------------
 
 
 class ProviderInfo(BaseModel):
@@ -189,7 +147,7 @@ class PendingAuthorization(BaseModel):
     clientId: str
     scheduleId: str
     returnUrl: str
-    dialect: Dialect
+    dialect: str  # the label of the dialect the attempt was started in (dialects.Dialect); opaque here
     redirectUri: str
     codeVerifier: str | None = None
     nonce: str | None = None

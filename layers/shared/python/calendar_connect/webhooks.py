@@ -9,7 +9,7 @@ import secrets
 import time
 
 from .deployment import Deployment
-from .errors import Internal, InvalidArgument, NotFound, StorageUnavailable, Unavailable
+from .errors import Internal, InvalidArgument, NotFound, Unavailable
 from .models import (
     ApiClient,
     WebhookDeletedResponse,
@@ -111,8 +111,6 @@ def rotate_secret(deployment: Deployment, client: ApiClient, now: int | None = N
             entries = open_secrets(deployment, record)
         except DecryptionError:
             raise Internal("The webhook's secrets cannot be read") from None
-        except StorageUnavailable:
-            raise Unavailable() from None
         kept = [
             e if e.signsUntil is not None else e.model_copy(update={"signsUntil": now + ROTATION_OVERLAP_SECONDS})
             for e in entries
