@@ -30,7 +30,7 @@ def test_no_layer_module_outside_the_dialect_package_mentions_a_dialect() -> Non
     mentions = {p.name: _DIALECT_WORDS.findall(p.read_text()) for p in below_the_edge}
     assert {name: found for name, found in mentions.items() if found} == {}
     # And the metric dimension's values are the dialect package's labels
-    assert observability.DIALECTS == {d.value for d in Dialect}
+    assert {d.value for d in Dialect} == observability.DIALECTS
 
 
 def test_each_dialect_words_the_outcome_its_own_way() -> None:
