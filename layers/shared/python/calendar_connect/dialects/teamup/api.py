@@ -17,6 +17,7 @@ from ...api_edge import caller, checked_return_url, documented_answers, start
 from ...errors import InvalidArgument, NotFound
 from ...http_answers import JSON, invalid_argument_from
 from ...request_limits import raw_body
+from ...snapstart import register_before_snapshot
 from .. import Dialect
 from . import INITIATE
 
@@ -78,6 +79,11 @@ def _request() -> TeamUpInitiateRequest:
         raise InvalidArgument.for_field(
             "body", str(error) if "unsupported" in str(error) else "malformed body"
         ) from None
+
+
+# Before a SnapStart snapshot, as deployment.prime builds the shared models: built on first use otherwise.
+for _model in (TeamUpInitiateRequest, TeamUpInitiateResponse):
+    register_before_snapshot(_model.model_rebuild)
 
 
 @router.post(

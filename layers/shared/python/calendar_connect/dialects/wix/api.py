@@ -12,6 +12,7 @@ from ... import deployment
 from ...api_edge import checked_return_url, documented_answers, start
 from ...errors import NotFound
 from ...models import ID_PATTERN, iso
+from ...snapstart import register_before_snapshot
 from .. import Dialect
 from . import CONNECT_BY_OAUTH
 
@@ -34,6 +35,11 @@ class ConnectByOAuthResponse(BaseModel):
     oauthUrl: str
     timeoutSeconds: int
     expiresAt: str
+
+
+# Before a SnapStart snapshot, as deployment.prime builds the shared models: built on first use otherwise.
+for _model in (ConnectByOAuthRequest, ConnectByOAuthResponse):
+    register_before_snapshot(_model.model_rebuild)
 
 
 @router.post(CONNECT_BY_OAUTH, responses=documented_answers(403, 404, 428))
