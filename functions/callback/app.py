@@ -11,10 +11,12 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from calendar_connect import (
     deadline,
     deployment,
+    routes,
     snapstart,  # noqa: F401 - registers the SnapStart hooks
 )
-from calendar_connect.connect_flow import Page, Redirect, finish_authorization, open_attempt
-from calendar_connect.http_answers import BROWSER_HEADERS, page
+from calendar_connect.connect_flow import Answer, Redirect, ReturnToWebsite, finish_authorization, open_attempt
+from calendar_connect.dialects import outcome_url
+from calendar_connect.http_answers import BROWSER_HEADERS, UNEXPECTED, Page, page
 from calendar_connect.observability import logger, metrics, tracer
 
 app = APIGatewayHttpResolver()
@@ -35,7 +37,10 @@ def _cookies() -> dict[str, str]:
     return jar
 
 
-def _answer(result: Redirect | Page) -> Response:
+def _answer(result: Answer) -> Response:
+    """The one place a browser answer takes its HTTP shape: a redirect, or a page."""
+    if isinstance(result, ReturnToWebsite):
+        result = Redirect(outcome_url(result.dialect, result.return_url, result.outcome))
     if isinstance(result, Redirect):
         return Response(302, None, "", headers={**BROWSER_HEADERS, "Location": result.location}, cookies=result.cookies)
     headers = dict(BROWSER_HEADERS)
@@ -49,27 +54,23 @@ def _secure_cookie() -> bool:
     return not base.startswith(("http://127.0.0.1", "http://localhost"))
 
 
-@app.get("/oauth2/start")
+@app.get(routes.START)
 def start() -> Response:
     attempt = (app.current_event.query_string_parameters or {}).get("attempt")
     return _answer(open_attempt(deployment.current(), attempt, _cookies(), _secure_cookie()))
 
 
-@app.get("/oauth2/callback")
+@app.get(routes.CALLBACK)
 def callback() -> Response:
     result = finish_authorization(deployment.current(), _query(), _cookies())
-    metrics.add_metric(
-        name="CallbackRedirect" if isinstance(result, Redirect) else "CallbackPage", unit="Count", value=1
-    )
+    metrics.add_metric(name="CallbackPage" if isinstance(result, Page) else "CallbackRedirect", unit="Count", value=1)
     return _answer(result)
 
 
 @app.exception_handler(Exception)
 def _unexpected(error: Exception) -> Response:
     logger.exception("unexpected error")
-    return _answer(
-        Page(500, "Something went wrong", "We could not finish connecting your calendar. Please start again.")
-    )
+    return _answer(UNEXPECTED)
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, clear_state=True)

@@ -13,8 +13,9 @@ from hypothesis import strategies as st
 
 from calendar_connect import deployment
 from calendar_connect.connect_flow import start_authorization
+from calendar_connect.dialects import Dialect
 from calendar_connect.observability import metrics
-from calendar_connect.records import ApiClient, Dialect
+from calendar_connect.records import ApiClient
 from tests.support.lambda_runtime import invoke, load_event
 
 RETURN_URL = "https://booking.example.com/calendar/done?site=1"
@@ -69,10 +70,10 @@ def test_any_query_on_a_live_state_goes_only_to_the_stored_return_url(
     client = ApiClient(
         clientId="fuzz", name="fuzz", keyHash="x" * 64, allowedReturnUrlPrefixes=[RETURN_URL], createdAt="2026-01-01"
     )
+    google = deployment.current().providers["google"]
     started = start_authorization(
-        deployment.current(), client, "google", "s", RETURN_URL, Dialect.WIX, "https://cc.example.org",
-        return_url_field="redirectUrl", provider_field="providerId",
-    )  # fmt: skip
+        deployment.current(), client, google, "s", RETURN_URL, Dialect.WIX, "https://cc.example.org"
+    )
     state = dict(p.split("=", 1) for p in urlsplit(started.url).query.split("&"))["state"]
     from urllib.parse import unquote
 

@@ -105,3 +105,28 @@ def test_every_management_answer_is_no_store(event_file):
     answer = invoke("InitiateFunction", load_event(event_file))
     assert answer["statusCode"] in (200, 400, 401), answer["body"]
     assert answer["headers"]["Cache-Control"] == "no-store", (event_file, answer["statusCode"])
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body", "base64_encoded"),
+    [
+        ("multipart/form-data", "providerId=google", False),  # no boundary: Powertools cannot split it
+        ("application/json", "/w==", True),  # bytes that are not UTF-8
+    ],
+)
+@pytest.mark.parametrize("event_file", ["initiate-wix.json", "webhook-put.json"])
+def test_a_body_powertools_cannot_read_is_a_400_malformed_body(
+    event_file, content_type, body, base64_encoded, log_lines
+):
+    # Given a JSON route's body its parser cannot read
+    event = load_event(event_file)
+    event["headers"]["content-type"] = content_type
+    event["body"], event["isBase64Encoded"] = body, base64_encoded
+    # When it is sent
+    answer = invoke("InitiateFunction", event)
+    # Then it is the caller's malformed body (400), not an internal error, and nothing is logged as one
+    assert answer["statusCode"] == 400, answer["body"]
+    violations = json_body(answer)["details"]["validationError"]["fieldViolations"]
+    assert violations == [{"field": "body", "description": "malformed body"}]
+    assert answer["headers"]["Cache-Control"] == "no-store"
+    assert "unexpected error" not in log_lines()

@@ -12,8 +12,9 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import pytest
 
 from calendar_connect import connect_flow, deployment
-from calendar_connect.connect_flow import Page, Redirect
-from calendar_connect.records import Dialect
+from calendar_connect.connect_flow import Redirect, ReturnToWebsite
+from calendar_connect.dialects import Dialect
+from calendar_connect.http_answers import Page
 from calendar_connect.secret_hashes import hash_secret
 from tests.conftest import GOOGLE_CLIENT_ID
 from tests.integration.test_callback import (
@@ -154,8 +155,8 @@ def test_an_unopened_start_link_opens_only_within_start_link_seconds(storage, mo
 
     # Past the window, nobody having opened it: back to the return URL as expired, and nothing is bound
     answer = connect_flow.open_attempt(current, late, {}, True, now=created + 30)
-    assert isinstance(answer, Redirect) and not answer.cookies
-    assert parse_qs(urlsplit(answer.location).query)["reason"] == ["expired"]
+    assert isinstance(answer, ReturnToWebsite)  # a redirect home, so no cookie
+    assert answer.outcome == {"error": "internal", "reason": "expired"}
     assert current.storage.pending.get(hash_secret(late)).browserBindingHash is None  # type: ignore[union-attr]
 
     # Within it, the browser is bound; once bound, it may come back for the attempt's whole timeout

@@ -18,7 +18,8 @@ from botocore.awsrequest import AWSResponse
 
 from calendar_connect import connect_flow, deployment
 from calendar_connect.aws_calls import MAX_ATTEMPTS
-from calendar_connect.records import Dialect, PendingAuthorization
+from calendar_connect.dialects import Dialect
+from calendar_connect.records import PendingAuthorization
 from calendar_connect.secret_hashes import hash_secret
 from tests.conftest import GENERIC_CLIENT_ID, GOOGLE_CLIENT_ID, MICROSOFT_CLIENT_ID
 from tests.support.lambda_runtime import invoke, json_body, load_event
@@ -643,8 +644,8 @@ def test_an_attempt_expiring_this_second_is_expired(storage, dynamodb, provider_
     answer = connect_flow.finish_authorization(
         deployment.current(), {"state": state, "code": "c"}, {}, now=pending.expiresAt
     )
-    assert isinstance(answer, connect_flow.Redirect)
-    assert parse_qs(urlsplit(answer.location).query)["reason"] == ["expired"]
+    assert isinstance(answer, connect_flow.ReturnToWebsite)
+    assert answer.outcome["reason"] == "expired"
     item = pending_item(dynamodb, state)
     assert item is not None and item["status"]["S"] == "PENDING"
     assert provider_server.requests_to("/google/token") == []

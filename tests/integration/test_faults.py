@@ -17,7 +17,7 @@ import pytest
 
 from calendar_connect import connect_flow, deployment
 from calendar_connect.api_clients import register_client
-from calendar_connect.records import Dialect
+from calendar_connect.dialects import Dialect
 from calendar_connect.secret_hashes import hash_secret
 from local.dynamodb import DynamoDBLocal, _jar, free_port
 from tests.integration.test_callback import RETURN_URL, callback, connected, failed, start, tokens_for

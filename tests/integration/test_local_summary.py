@@ -9,8 +9,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from calendar_connect.dialects import Dialect
 from calendar_connect.observability import attempt_id, logger
-from calendar_connect.records import Dialect
 from calendar_connect.secret_hashes import hash_secret
 from local.gateway import AttemptSummaries, Gateway, print_attempt_summaries
 from tests.integration.test_callback import callback, connected, failed, start, tokens_for

@@ -18,8 +18,8 @@ import pytest
 from aws_lambda_powertools.metrics.provider import cold_start
 
 from calendar_connect import deployment, observability
+from calendar_connect.dialects import Dialect
 from calendar_connect.observability import metrics
-from calendar_connect.records import Dialect
 from calendar_connect.secret_hashes import hash_secret
 from calendar_connect.webhook_delivery import RETRY_WINDOW_SECONDS
 from local.template import ROOT, load_template

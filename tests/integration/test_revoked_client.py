@@ -9,7 +9,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from calendar_connect.records import Dialect
+from calendar_connect.dialects import Dialect
 from tests.conftest import GOOGLE_CLIENT_ID
 from tests.integration.test_callback import (
     CLAIM,

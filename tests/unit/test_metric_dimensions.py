@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from calendar_connect import observability
+from calendar_connect.dialects import Dialect
 from calendar_connect.observability import (
     AUTHORIZATION_FINISHED,
     DIALECTS,
@@ -23,7 +24,6 @@ from calendar_connect.observability import (
     count,
     dimension_value,
 )
-from calendar_connect.records import Dialect
 
 LAYER = Path(observability.__file__).parent
 PROVIDERS = ("google", "microsoft")

@@ -90,7 +90,8 @@ def test_authorization_urls_are_encoded_as_a_whole_url_would_be(google, endpoint
     from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
     from calendar_connect.connect_flow import authorization_params, authorization_url
-    from calendar_connect.records import Dialect, PendingAuthorization
+    from calendar_connect.dialects import Dialect
+    from calendar_connect.records import PendingAuthorization
 
     provider = google.model_copy(
         update={"authorization_endpoint": endpoint, "authorization_params": extra, "client_id": "id/with space+&"}

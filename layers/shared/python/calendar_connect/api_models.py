@@ -25,36 +25,7 @@ class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=False, defer_build=True)
 
 
-# --- requests -------------------------------------------------------------------------------------
-
-
-class ConnectByOAuthRequest(_Request):
-    """Wix External Calendars v2 `connectByOAuth`."""
-
-    providerId: str = Field(min_length=1, max_length=64, pattern=ID_PATTERN)
-    scheduleId: str = Field(min_length=1, max_length=200, pattern=ID_PATTERN)
-    redirectUrl: str = Field(min_length=1, max_length=2048)
-
-
-class TeamUpInitiateRequest(_Request):
-    """TeamUp `oauth2/initiate`."""
-
-    calendar_source: str = Field(min_length=1, max_length=16, pattern=r"^[A-Z]+$")
-    redirect_uri: str = Field(min_length=1, max_length=2048)
-
-
-# --- answers --------------------------------------------------------------------------------------
-
-
-class ConnectByOAuthResponse(_Answer):
-    oauthUrl: str
-    timeoutSeconds: int
-    expiresAt: str
-
-
-class TeamUpInitiateResponse(_Answer):
-    uri: str
-    timeout_seconds: int
+# --- answers (each dialect's own request and answer: dialects/*/api.py) ----------------------------
 
 
 class ProviderInfo(_Answer):

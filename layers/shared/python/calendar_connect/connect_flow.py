@@ -1,4 +1,6 @@
-"""The connect flow, knowing no dialect: start an attempt, bind it to a browser, finish it."""
+"""The connect flow, knowing no dialect: start an attempt, bind it to a browser, finish it.
+
+The attempt's dialect is an opaque label its edge chose; the callback edge words the outcome in it."""
 
 from __future__ import annotations
 
@@ -14,15 +16,8 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from . import deadline as invocation
 from .deployment import Deployment
-from .errors import (
-    AuthorizationFailure,
-    FailedPrecondition,
-    InvalidArgument,
-    NotFound,
-    PermissionDenied,
-    StorageUnavailable,
-    Unavailable,
-)
+from .errors import AuthorizationFailure, FailedPrecondition, ReturnUrlNotAllowed, StorageUnavailable, Unavailable
+from .http_answers import ANOTHER_BROWSER, STORAGE_DOWN, UNKNOWN_ATTEMPT, Page
 from .oauth_client import (
     ProviderCallFailed,
     ProviderConfigurationError,
@@ -44,13 +39,12 @@ from .observability import (
     logger,
 )
 from .providers import Provider
-from .records import ApiClient, ConnectionRecord, ConnectionStatus, Dialect, PendingAuthorization, TokenSet
-from .return_urls import ReturnUrlError, is_allowed, validate_return_url, with_outcome
+from .records import ApiClient, ConnectionRecord, ConnectionStatus, PendingAuthorization, TokenSet
+from .return_urls import is_allowed, validate_return_url
+from .routes import CALLBACK, START
 from .secret_hashes import hash_secret
 from .timestamps import iso
 
-START_PATH = "/oauth2/start"
-CALLBACK_PATH = "/oauth2/callback"
 _CONNECTION_NAMESPACE = uuid.UUID("6f1d8a52-4c1e-4a7b-9d53-1f0c2b7e9a10")
 _OUTCOME_WAIT_SECONDS = 15.0
 
@@ -89,34 +83,34 @@ class StartedAuthorization:
 def start_authorization(
     deployment: Deployment,
     client: ApiClient,
-    provider_id: str,
+    provider: Provider,
     schedule_id: str,
     return_url: str,
-    dialect: Dialect,
+    dialect: str,
     base_url: str,
     *,
-    return_url_field: str,
-    provider_field: str,
     now: int | None = None,
 ) -> StartedAuthorization:
-    """Record a pending authorization and answer the URL to send the person's browser to."""
-    try:
-        return_url = validate_return_url(return_url)  # normalised: checked, stored and redirected to as is
-    except ReturnUrlError as error:
-        raise InvalidArgument.for_field(return_url_field, str(error)) from None
-    provider = deployment.provider(provider_id)
-    if provider is None:
-        raise NotFound(f"Unknown provider: {provider_field}")
+    """Record a pending authorization and answer the URL to send the person's browser to.
+
+    `provider` is the deployment's entry the edge found, `return_url` one the edge checked (validate_return_url,
+    naming its own field), `dialect` the edge's label, kept for the callback. A return URL outside the client's
+    prefixes raises ReturnUrlNotAllowed, which the edge answers naming its field; storage down, StorageUnavailable.
+    """
+    return_url = validate_return_url(return_url)  # normalised (again, at no cost): checked, stored, redirected to
     if not provider.connects_by_oauth:
         raise FailedPrecondition(
             f"Provider {provider.id} does not connect by OAuth", application_code="NOT_SUPPORTED_BY_PROVIDER"
         )
-    if deployment.credentials(provider) is None:
+    found = deployment.credentials(provider)
+    if found is None:
         raise FailedPrecondition(
             f"Provider {provider.id} has no OAuth client in this deployment", application_code="PROVIDER_NOT_CONFIGURED"
         )
+    if found.client_id != provider.client_id:  # the client this deployment configures for it
+        provider = provider.model_copy(update={"client_id": found.client_id})
     if not is_allowed(return_url, client.allowedReturnUrlPrefixes):
-        raise PermissionDenied(f"{return_url_field} is outside this client's allowed return-URL prefixes")
+        raise ReturnUrlNotAllowed()
     try:
         provider = with_discovered_endpoints(provider)
     except ProviderConfigurationError:
@@ -126,7 +120,7 @@ def start_authorization(
     state = secrets.token_urlsafe(32)  # 256 random bits
     verifier = secrets.token_urlsafe(64) if provider.pkce else None
     nonce = secrets.token_urlsafe(16) if provider.uses_openid else None
-    redirect_uri = base_url.rstrip("/") + CALLBACK_PATH
+    redirect_uri = base_url.rstrip("/") + CALLBACK
     expires_at = now + provider.timeout_seconds
     binding = deployment.settings.browser_binding
     state_hash = hash_secret(state)
@@ -145,12 +139,9 @@ def start_authorization(
         expiresAt=expires_at,
         requiresBrowserBinding=binding,
     )
-    try:
-        deployment.storage.pending.put_new(pending)
-    except StorageUnavailable:
-        raise Unavailable() from None
+    deployment.storage.pending.put_new(pending)
     if binding:
-        url = _with_query(base_url.rstrip("/") + START_PATH, {"attempt": state})
+        url = _with_query(base_url.rstrip("/") + START, {"attempt": state})
     else:
         url = authorization_url(provider, pending, state)
     logger.info(
@@ -202,53 +193,33 @@ def authorization_url(provider: Provider, pending: PendingAuthorization, state: 
 
 @dataclass
 class Redirect:
+    """To the provider."""
+
     location: str
     cookies: list[str] = field(default_factory=list)
 
 
-@dataclass
-class Page:
-    status: int
-    title: str
-    message: str
-    retry_after: int | None = None
+@dataclass(frozen=True)
+class ReturnToWebsite:
+    """Back to the attempt's return URL with its outcome, which the callback edge words in the attempt's dialect."""
+
+    return_url: str
+    dialect: str
+    outcome: dict[str, str]  # {"connectionId"} or {"error", "reason"}
 
 
-def outcome_url(pending: PendingAuthorization, outcome: dict[str, str]) -> str:
-    """The return URL with the outcome in the attempt's dialect."""
-    if "connectionId" in outcome:
-        ours = [("connectionId", outcome["connectionId"])]
-        success = "1"
-    else:
-        ours = [("error", outcome["error"]), ("reason", outcome["reason"])]
-        success = "0"
-    if pending.dialect is Dialect.TEAMUP:
-        ours.insert(0, ("success", success))
-    return with_outcome(pending.returnUrl, ours)
+def _back(pending: PendingAuthorization, outcome: dict[str, str]) -> ReturnToWebsite:
+    return ReturnToWebsite(pending.returnUrl, pending.dialect, outcome)
 
 
 def _failure(error: str, reason: str) -> dict[str, str]:
     return {"error": error, "reason": reason}
 
 
-_UNKNOWN = Page(
-    400,
-    "Unknown or missing sign-in attempt",
-    "This link is not part of a sign-in in progress. Start connecting your calendar again from the website.",
-)
-# A browser that is not the one the attempt is bound to; says nothing of how the attempt stands.
-_ANOTHER_BROWSER = Page(
-    403,
-    "This sign-in was opened in another browser",
-    "For your safety, finish connecting your calendar in the browser where you opened the link, "
-    "or start again from the website.",
-)
-_STORAGE_DOWN = Page(
-    503, "Temporarily unavailable", "We could not finish connecting your calendar. Please try again in a moment.", 5
-)
+Answer = Redirect | ReturnToWebsite | Page
 
 
-def _live_attempt(deployment: Deployment, state_hash: str, now: int) -> PendingAuthorization | Redirect | Page:
+def _live_attempt(deployment: Deployment, state_hash: str, now: int) -> PendingAuthorization | ReturnToWebsite | Page:
     """The attempt, or the answer for one that cannot go on: unknown (no trusted target), expired, storage down.
 
     Expiry is checked here, on every read: DynamoDB's TTL deletes items only within about two days.
@@ -256,28 +227,26 @@ def _live_attempt(deployment: Deployment, state_hash: str, now: int) -> PendingA
     try:
         pending = deployment.storage.pending.get(state_hash)
     except StorageUnavailable:
-        return _STORAGE_DOWN
+        return STORAGE_DOWN
     if pending is None:
-        return _UNKNOWN
+        return UNKNOWN_ATTEMPT
     if now >= pending.expiresAt:
         logger.info("start link expired", extra={"providerId": pending.providerId})
         count(START_LINK_EXPIRED, known_providers=deployment.providers, provider=pending.providerId)
-        return Redirect(outcome_url(pending, _failure("internal", "expired")))
+        return _back(pending, _failure("internal", "expired"))
     return pending
 
 
-def _holds_binding(pending: PendingAuthorization, presented: str | None) -> bool:
-    """Whether the browser presented the cookie whose hash the attempt keeps."""
-    return bool(
+def _another_browser(pending: PendingAuthorization, presented: str | None, *, bound_only: bool) -> Page | None:
+    """The page for a browser that may not use the attempt: where only the bound browser may (`bound_only`), one
+    that did not present the cookie whose hash the attempt keeps. None: this browser may go on."""
+    if not bound_only or (
         pending.browserBindingHash
         and presented
         and hmac.compare_digest(hash_secret(presented), pending.browserBindingHash)
-    )
-
-
-def _is_bound_browser(pending: PendingAuthorization, presented: str | None) -> bool:
-    """Whether this browser may use the attempt: any when it needs no binding, else only the one that bound it."""
-    return not pending.requiresBrowserBinding or _holds_binding(pending, presented)
+    ):
+        return None
+    return ANOTHER_BROWSER
 
 
 def _binding_cookie(name: str, token: str, pending: PendingAuthorization, now: int, secure: bool) -> str:
@@ -290,61 +259,59 @@ def _binding_cookie(name: str, token: str, pending: PendingAuthorization, now: i
 
 def open_attempt(
     deployment: Deployment, attempt: str | None, cookies: dict[str, str], secure_cookie: bool, now: int | None = None
-) -> Redirect | Page:
+) -> Answer:
     """The optional hop: bind the attempt to this browser, then send it to the provider.
 
     An unopened link is a bearer link, so it opens only within START_LINK_SECONDS of initiate; once bound,
     the browser that bound it may come back (Back, reload) until the attempt's own expiry."""
     now = int(time.time()) if now is None else now
     if not attempt:
-        return _UNKNOWN
+        return UNKNOWN_ATTEMPT
     state_hash = hash_secret(attempt)
     follow_attempt(state_hash)
     pending = _live_attempt(deployment, state_hash, now)
     if not isinstance(pending, PendingAuthorization):
         return pending
     name = binding_cookie_name(state_hash)
-    if pending.browserBindingHash is not None:
-        if not _holds_binding(pending, cookies.get(name)):
-            return _ANOTHER_BROWSER
+    if pending.browserBindingHash is not None:  # bound: only that browser goes on, whatever the attempt required
+        if refused := _another_browser(pending, cookies.get(name), bound_only=True):
+            return refused
         if pending.status != "PENDING":  # finished (or finishing) in this browser: its outcome again
-            return Redirect(outcome_url(pending, _replayed_outcome(deployment, pending, now)))
+            return _back(pending, _replayed_outcome(deployment, pending, now))
         return _to_provider(deployment, pending, attempt, [])
     if now >= pending.createdAt + deployment.settings.start_link_seconds:
-        return Redirect(outcome_url(pending, _failure("internal", "expired")))
+        return _back(pending, _failure("internal", "expired"))
     token = secrets.token_urlsafe(32)
     try:
         bound = deployment.storage.pending.bind_browser(state_hash, hash_secret(token), now)
     except StorageUnavailable:
-        return _STORAGE_DOWN
+        return STORAGE_DOWN
     if not bound:  # another browser bound it since the read, or it was used without the hop
-        return _ANOTHER_BROWSER
+        return ANOTHER_BROWSER
     logger.info("start link opened", extra={"providerId": pending.providerId})
     count(START_LINK_OPENED, known_providers=deployment.providers, provider=pending.providerId)
     return _to_provider(deployment, pending, attempt, [_binding_cookie(name, token, pending, now, secure_cookie)])
 
 
-def _to_provider(
-    deployment: Deployment, pending: PendingAuthorization, state: str, cookies: list[str]
-) -> Redirect | Page:
+def _to_provider(deployment: Deployment, pending: PendingAuthorization, state: str, cookies: list[str]) -> Answer:
     try:
         provider = deployment.provider(pending.providerId)
         if provider is None:
             raise ProviderConfigurationError(pending.providerId)
         provider = with_discovered_endpoints(provider)
     except ProviderConfigurationError:
-        return Redirect(outcome_url(pending, _failure("internal", "provider_error")))
+        return _back(pending, _failure("internal", "provider_error"))
     return Redirect(authorization_url(provider, pending, state), cookies=cookies)
 
 
 def finish_authorization(
     deployment: Deployment, params: dict[str, str], cookies: dict[str, str], now: int | None = None
-) -> Redirect | Page:
+) -> Answer:
     """The provider's redirect back: consume the state once, connect, and send the browser home."""
     now = int(time.time()) if now is None else now
     state = params.get("state")
     if not state:
-        return _UNKNOWN
+        return UNKNOWN_ATTEMPT
     state_hash = hash_secret(state)
     follow_attempt(state_hash)
     store = deployment.storage.pending
@@ -354,18 +321,18 @@ def finish_authorization(
     try:
         claim = store.claim(state_hash, now, hash_secret(presented) if presented else None)
     except StorageUnavailable:
-        return _STORAGE_DOWN  # nothing was read, so there is no trusted return URL to send the browser to
+        return STORAGE_DOWN  # nothing was read, so there is no trusted return URL to send the browser to
     pending = claim.pending
     if pending is None:
-        return _UNKNOWN
+        return UNKNOWN_ATTEMPT
     if now >= pending.expiresAt:  # before anything else; DynamoDB's TTL deletes only within about two days
         outcome = _failure("internal", "expired")
         _finished(deployment, pending, outcome, now)
-        return Redirect(outcome_url(pending, outcome))
-    if not _is_bound_browser(pending, presented):
-        return _ANOTHER_BROWSER  # the code is not redeemed; the bound browser can still finish
+        return _back(pending, outcome)
+    if refused := _another_browser(pending, presented, bound_only=pending.requiresBrowserBinding):
+        return refused  # the code is not redeemed; the bound browser can still finish
     if not claim.claimed:  # already used (CONSUMED or DONE): the first callback's outcome, to the bound browser
-        return Redirect(outcome_url(pending, _replayed_outcome(deployment, pending, now)))
+        return _back(pending, _replayed_outcome(deployment, pending, now))
 
     try:
         _require_active_client(deployment, pending.clientId)
@@ -377,7 +344,7 @@ def finish_authorization(
         store.record_outcome(state_hash, outcome)
     except StorageUnavailable:
         logger.warning("outcome not recorded; a repeated callback will not replay it")
-    return Redirect(outcome_url(pending, outcome))
+    return _back(pending, outcome)
 
 
 def _require_active_client(deployment: Deployment, client_id: str) -> None:

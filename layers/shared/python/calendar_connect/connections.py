@@ -76,7 +76,7 @@ def _provider(deployment: Deployment, record: ConnectionRecord) -> tuple[Provide
 
 
 def stored_tokens(deployment: Deployment, record: ConnectionRecord) -> TokenSet | None:
-    """The connection's tokens, decrypted; Internal when they cannot be, Unavailable when KMS is down."""
+    """The connection's tokens, decrypted; Internal when they cannot be, StorageUnavailable when KMS is down."""
     if record.tokens is None:
         return None
     try:
@@ -84,8 +84,6 @@ def stored_tokens(deployment: Deployment, record: ConnectionRecord) -> TokenSet 
     except DecryptionError:
         logger.error("stored tokens do not decrypt", extra={"connectionId": record.connectionId})
         raise Internal("The connection's tokens cannot be read") from None
-    except StorageUnavailable:
-        raise Unavailable() from None
 
 
 def disconnect(

@@ -1,4 +1,4 @@
-"""Domain errors. Each management error maps to one HTTP answer in the contract's shape."""
+"""Domain errors. Each maps to one HTTP answer in the contract's shape, in one place (http_answers.api_error)."""
 
 from __future__ import annotations
 
@@ -78,6 +78,10 @@ class Unavailable(ApiError, status=503, code="UNAVAILABLE"):
         self, description: str = "A dependency is unavailable; try again shortly", retry_after: int = 5
     ) -> None:
         super().__init__(description, retry_after=retry_after)
+
+
+class ReturnUrlNotAllowed(Exception):
+    """The return URL is outside the API client's allowed prefixes (the edge names the field: 403)."""
 
 
 class StorageUnavailable(Exception):

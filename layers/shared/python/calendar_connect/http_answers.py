@@ -1,15 +1,52 @@
-"""Answers in the contract's shapes: management errors as JSON, browser pages as escaped HTML."""
+"""Answers in the contract's shapes, each decided in one place: every management error as JSON, every browser page
+as escaped HTML."""
 
 from __future__ import annotations
 
 import html
 import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from .errors import ApiError, FieldViolation, InvalidArgument
+from aws_lambda_powertools.event_handler.openapi.exceptions import (
+    RequestUnsupportedContentType,
+    RequestValidationError,
+)
+
+from .errors import ApiError, FieldViolation, Internal, InvalidArgument, StorageUnavailable, Unavailable
+from .oauth_client import ProviderConfigurationError
+from .observability import logger
 
 JSON = "application/json"
 _PAGE_CSP = "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+
+# --- the management API -------------------------------------------------------------------------------
+
+
+def api_error(error: BaseException, *, request_read: bool = True) -> ApiError:
+    """Whatever a management request ended in, as the contract's error: the one mapping, before routing and after.
+
+    `request_read`: False while the request itself was still being parsed, so that a ValueError there (a body the
+    parser cannot read: multipart without a boundary, bytes that are not UTF-8) is the caller's malformed body.
+    """
+    if isinstance(error, ApiError):
+        return error
+    if isinstance(error, StorageUnavailable):
+        return Unavailable()
+    if isinstance(error, ProviderConfigurationError):
+        # The client-secrets secret could not be read: a dependency is down, not the caller's fault.
+        logger.warning("provider credentials unreadable", extra={"cause": str(error)})
+        return Unavailable()
+    if isinstance(error, RequestUnsupportedContentType):
+        # A JSON route sent another media type: a malformed body (400), as the contract has no 415.
+        return InvalidArgument.for_field("body", "must be application/json")
+    if isinstance(error, RequestValidationError):
+        return invalid_argument_from(error.errors())
+    if isinstance(error, ValueError) and not request_read:
+        return InvalidArgument.for_field("body", "malformed body")
+    logger.exception("unexpected error", exc_info=error)
+    return Internal("Internal error")
 
 
 def error_headers(error: ApiError) -> dict[str, str]:
@@ -22,7 +59,9 @@ def error_headers(error: ApiError) -> dict[str, str]:
 
 
 def error_event_response(error: ApiError) -> dict[str, Any]:
-    """A whole API Gateway (payload 2.0) answer, for errors raised before routing."""
+    """A whole API Gateway (payload 2.0) answer."""
+    if error.status >= 500:
+        logger.warning("request failed", extra={"code": error.code})
     return {
         "statusCode": error.status,
         "headers": error_headers(error),
@@ -31,7 +70,7 @@ def error_event_response(error: ApiError) -> dict[str, Any]:
     }
 
 
-def invalid_argument_from(errors: list[dict[str, Any]]) -> InvalidArgument:
+def invalid_argument_from(errors: Iterable[Mapping[str, Any]]) -> InvalidArgument:
     """Pydantic / Powertools validation errors as fieldViolations (no input values echoed)."""
     violations = []
     for error in errors:
@@ -43,6 +82,35 @@ def invalid_argument_from(errors: list[dict[str, Any]]) -> InvalidArgument:
         violations.append(FieldViolation(name, message))
     summary = "; ".join(f"{v.field}: {v.description}" for v in violations) or "invalid request"
     return InvalidArgument(f"Invalid request: {summary}", violations)
+
+
+# --- the browser's pages ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Page:
+    status: int
+    title: str
+    message: str
+    retry_after: int | None = None
+
+
+UNKNOWN_ATTEMPT = Page(
+    400,
+    "Unknown or missing sign-in attempt",
+    "This link is not part of a sign-in in progress. Start connecting your calendar again from the website.",
+)
+# A browser that is not the one the attempt is bound to; says nothing of how the attempt stands.
+ANOTHER_BROWSER = Page(
+    403,
+    "This sign-in was opened in another browser",
+    "For your safety, finish connecting your calendar in the browser where you opened the link, "
+    "or start again from the website.",
+)
+STORAGE_DOWN = Page(
+    503, "Temporarily unavailable", "We could not finish connecting your calendar. Please try again in a moment.", 5
+)
+UNEXPECTED = Page(500, "Something went wrong", "We could not finish connecting your calendar. Please start again.")
 
 
 def page(title: str, message: str) -> str:

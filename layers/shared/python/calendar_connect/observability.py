@@ -10,6 +10,8 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.metrics.provider.cloudwatch_emf.cloudwatch import AmazonCloudWatchEMFProvider
 
+from .dialects import Dialect
+
 logger = Logger()
 # Not auto_patch: it patches every library the X-Ray SDK knows that is installed, importing each one (httpx
 # among them, ~15 ms of a cold start). botocore now; httpx when the first provider call creates its client.
@@ -85,7 +87,8 @@ REASONS = frozenset(
         "client_revoked",
     }
 )
-DIALECTS = frozenset({"wix", "teamup"})
+# "dialect" takes the labels of the dialects at the edge (dialects.Dialect): this module lists none itself.
+DIALECTS = frozenset(dialect.value for dialect in Dialect)
 # What a value outside its vocabulary is counted as: an id must never become a dimension (one metric each).
 UNLISTED = "unlisted"
 

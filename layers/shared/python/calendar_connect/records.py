@@ -15,13 +15,6 @@ class _Record(BaseModel):
     model_config = ConfigDict(defer_build=True)
 
 
-class Dialect(StrEnum):
-    """The API shape an attempt was started in; stored on it, so the callback answers in the same shape."""
-
-    WIX = "wix"
-    TEAMUP = "teamup"
-
-
 class ConnectionStatus(StrEnum):
     CONNECTED = "CONNECTED"
     DISCONNECTED = "DISCONNECTED"
@@ -45,7 +38,7 @@ class PendingAuthorization(_Record):
     clientId: str
     scheduleId: str
     returnUrl: str
-    dialect: Dialect
+    dialect: str  # the label of the dialect the attempt was started in (dialects.Dialect); opaque here
     redirectUri: str
     codeVerifier: str | None = None
     nonce: str | None = None

@@ -1,8 +1,12 @@
-"""Limits a management request body must keep before any parser sees it: size (a setting) and JSON nesting."""
+"""A management request body before any parser sees it: its bytes, its size (a setting) and its JSON nesting."""
 
 from __future__ import annotations
 
+import base64
 import re
+from typing import Any
+
+from .errors import InvalidArgument
 
 MAX_JSON_DEPTH = 32  # the contract's limit; parsers and validators recurse once per level
 _JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
@@ -29,3 +33,14 @@ def json_nesting_exceeds(body: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
         else:
             depth -= 1
     return False
+
+
+def raw_body(event: dict[str, Any]) -> bytes:
+    """The body's bytes as the client sent them (API Gateway base64-encodes what is not text)."""
+    body = event.get("body") or ""
+    if not event.get("isBase64Encoded"):
+        return body.encode("utf-8")
+    try:
+        return base64.b64decode(body, validate=True)
+    except ValueError:
+        raise InvalidArgument.for_field("body", "not valid base64") from None

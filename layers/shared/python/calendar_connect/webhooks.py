@@ -10,7 +10,7 @@ import time
 
 from .api_models import WebhookDeletedResponse, WebhookResponse, WebhookSecretResponse
 from .deployment import Deployment
-from .errors import Internal, InvalidArgument, NotFound, StorageUnavailable, Unavailable
+from .errors import Internal, InvalidArgument, NotFound, Unavailable
 from .records import ApiClient, WebhookRecord, WebhookSecretEntry
 from .timestamps import iso
 from .token_cipher import DecryptionError
@@ -105,8 +105,6 @@ def rotate_secret(deployment: Deployment, client: ApiClient, now: int | None = N
             entries = open_secrets(deployment, record)
         except DecryptionError:
             raise Internal("The webhook's secrets cannot be read") from None
-        except StorageUnavailable:
-            raise Unavailable() from None
         kept = [
             e if e.signsUntil is not None else e.model_copy(update={"signsUntil": now + ROTATION_OVERLAP_SECONDS})
             for e in entries

@@ -1,0 +1,27 @@
+"""The published dialects, at the function edge: the flow below knows none of them, only an opaque label.
+
+Cheap to import, as the callback renders outcomes with it: each dialect's package holds its outcome parameters and
+route path, its `api` module (InitiateFunction only) its route, request and answer models, and field names in errors.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from ..return_urls import with_outcome
+from . import teamup, wix
+
+
+class Dialect(StrEnum):
+    """A dialect's label: kept on the attempt for the callback, and the `dialect` metric dimension's only values."""
+
+    WIX = "wix"
+    TEAMUP = "teamup"
+
+
+_OUTCOME_PARAMS = {Dialect.WIX: wix.outcome_params, Dialect.TEAMUP: teamup.outcome_params}
+
+
+def outcome_url(dialect: str, return_url: str, outcome: dict[str, str]) -> str:
+    """The return URL with an attempt's outcome, worded in the dialect the attempt was started in."""
+    return with_outcome(return_url, _OUTCOME_PARAMS[Dialect(dialect)](outcome))
