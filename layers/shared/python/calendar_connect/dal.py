@@ -327,7 +327,7 @@ def keepalive_shard(connection_id: str) -> str:
     return f"ka#{zlib.crc32(connection_id.encode()) % KEEPALIVE_SHARDS}"
 
 
-# The record's own values that Connections.UPSERT_CONNECTED writes as they are (its placeholders are their names).
+# The record's own values that Connections.UPSERT_CONNECTED writes as they are, under their own names.
 _UPSERTED_AS_GIVEN = {
     "clientId",
     "providerId",
@@ -338,7 +338,6 @@ _UPSERTED_AS_GIVEN = {
     "createdAt",
     "updatedAt",
     "tokens",
-    "accessTokenExpiresAt",
 }
 
 
@@ -349,9 +348,9 @@ class Connections(_Table):
     UPSERT_CONNECTED = (
         "SET clientId = :clientId, providerId = :providerId, calendarType = :calendarType, "
         "scheduleId = :scheduleId, externalAccountId = :externalAccountId, "
-        "externalAccountEmail = :externalAccountEmail, scopesGranted = :scopesGranted, #s = :status, "
+        "externalAccountEmail = :email, scopesGranted = :scopesGranted, #s = :status, "
         "createdAt = if_not_exists(createdAt, :createdAt), updatedAt = :updatedAt, "
-        "tokens = :tokens, accessTokenExpiresAt = :accessTokenExpiresAt, "
+        "tokens = :tokens, accessTokenExpiresAt = :expiresAt, "
         "listKey = if_not_exists(listKey, :listKey), version = if_not_exists(version, :zero) + :one, "
         # Counts connects: on the table's stream a reconnect is a MODIFY that raises it, a token refresh is not.
         "connectCount = if_not_exists(connectCount, :zero) + :one, "
@@ -369,7 +368,8 @@ class Connections(_Table):
             self.UPSERT_CONNECTED,
             _values(
                 **record.model_dump(include=_UPSERTED_AS_GIVEN),
-                externalAccountEmail=record.externalAccountEmail or "",
+                email=record.externalAccountEmail or "",
+                expiresAt=record.accessTokenExpiresAt,
                 status=ConnectionStatus.CONNECTED.value,
                 # Listed oldest first within a client's schedule; createdAt survives reconnects.
                 listKey=f"{record.clientId}#{record.createdAt}#{record.connectionId}",
