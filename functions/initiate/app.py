@@ -53,8 +53,8 @@ from calendar_connect.models import (
     WebhookSecretResponse,
     iso,
 )
-from calendar_connect.oauth_client import ProviderConfigurationError
 from calendar_connect.observability import logger, metrics, tracer
+from calendar_connect.provider_session import ProviderUnusable
 from calendar_connect.request_limits import MAX_JSON_DEPTH, is_json, json_nesting_exceeds
 from calendar_connect.snapstart import register_before_snapshot  # and the shared SnapStart hooks
 
@@ -148,8 +148,8 @@ def _storage_unavailable(error: StorageUnavailable) -> Response:
     return _api_error(Unavailable())
 
 
-@app.exception_handler(ProviderConfigurationError)
-def _credentials_unreadable(error: ProviderConfigurationError) -> Response:
+@app.exception_handler(ProviderUnusable)
+def _credentials_unreadable(error: ProviderUnusable) -> Response:
     # The client-secrets secret could not be read: a dependency is down, not the caller's fault.
     logger.warning("provider credentials unreadable", extra={"cause": str(error)})
     return _api_error(Unavailable())

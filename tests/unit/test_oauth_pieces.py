@@ -88,8 +88,8 @@ def test_authorization_urls_are_encoded_as_a_whole_url_would_be(google, endpoint
     # Given a provider whose URL's fixed part is encoded once and cached, and two attempts with it
     from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
-    from calendar_connect.connect_flow import authorization_params, authorization_url
     from calendar_connect.models import Dialect, PendingAuthorization
+    from calendar_connect.provider_session import authorization_params, authorization_url
 
     provider = google.model_copy(
         update={"authorization_endpoint": endpoint, "authorization_params": extra, "client_id": "id/with space+&"}

@@ -22,14 +22,7 @@ from .models import (
     TokenSet,
     iso,
 )
-from .oauth_client import (
-    ProviderCallFailed,
-    ProviderConfigurationError,
-    refresh,
-    revoke,
-    token_set_fields,
-    with_discovered_endpoints,
-)
+from .oauth_client import ProviderCallFailed
 from .observability import (
     ACCESS_TOKEN_REFRESHED,
     ACCESS_TOKEN_SERVED,
@@ -38,7 +31,7 @@ from .observability import (
     logger,
 )
 from .observability import REAUTH_REQUIRED as REAUTH_REQUIRED_METRIC
-from .providers import Provider
+from .provider_session import ProviderSession, ProviderUnusable, Unusable
 from .token_cipher import DecryptionError
 
 REFRESH_MARGIN_SECONDS = 300  # refresh when the token expires within 5 minutes
@@ -75,15 +68,15 @@ def list_connections(
     return ConnectionsPage(connections=[r.public() for r in records], nextCursor=encode_cursor(last_key))
 
 
-def _provider(deployment: Deployment, record: ConnectionRecord) -> tuple[Provider, str | None]:
+def _session(deployment: Deployment, record: ConnectionRecord) -> ProviderSession:
+    """The connection's provider session: Internal when the provider is gone from the configuration, else Unavailable
+    (the provider or its metadata cannot be reached, or this deployment has no OAuth client for it)."""
     try:
-        provider = deployment.provider(record.providerId)
-        if provider is None:
-            raise Internal("The connection's provider is no longer configured")
-        provider = with_discovered_endpoints(provider)
-        return provider, deployment.client_secret(provider)
-    except ProviderConfigurationError:
-        logger.exception("provider misconfigured")
+        return deployment.oauth(record.providerId)
+    except ProviderUnusable as unusable:
+        logger.warning("provider unusable", extra={"providerId": record.providerId, "reason": unusable.reason.name})
+        if unusable.reason is Unusable.UNKNOWN:
+            raise Internal("The connection's provider is no longer configured") from None
         raise Unavailable("The provider cannot be reached as configured") from None
 
 
@@ -122,15 +115,14 @@ def _revoke(deployment: Deployment, record: ConnectionRecord) -> bool | None:
 
     Whatever happens here, the caller erases the tokens: a failed revocation never keeps them.
     """
-    configured = deployment.providers.get(record.providerId)
-    if configured is None or not (configured.revocation_endpoint or configured.discovery):
-        return None
     try:
-        provider, secret = _provider(deployment, record)
-    except (Internal, Unavailable) as error:
-        logger.warning("revocation impossible", extra={"providerId": record.providerId, "code": error.code})
+        session = deployment.oauth(record.providerId)
+    except ProviderUnusable as unusable:
+        if unusable.provider is None or not unusable.provider.may_revoke:
+            return None  # gone from the configuration, or it never offered revocation
+        logger.warning("revocation impossible", extra={"providerId": record.providerId, "reason": unusable.reason.name})
         return False
-    if not provider.revocation_endpoint:
+    if not session.revokes:
         return None
     try:
         tokens = deployment.cipher.decrypt(record.connectionId, record.tokens) if record.tokens else None
@@ -145,9 +137,9 @@ def _revoke(deployment: Deployment, record: ConnectionRecord) -> bool | None:
     token, hint = (
         (tokens.refresh_token, "refresh_token") if tokens.refresh_token else (tokens.access_token, "access_token")
     )
-    revoked = revoke(provider, secret, token, hint)
+    revoked = session.revoke(token, hint)
     if revoked is False:
-        logger.warning("revocation failed at the provider", extra={"providerId": provider.id})
+        logger.warning("revocation failed at the provider", extra={"providerId": record.providerId})
     return revoked
 
 
@@ -225,11 +217,10 @@ def refresh_connection(
     ):
         return Contended.LEASE_HELD
     try:
-        provider, secret = _provider(deployment, record)
+        session = _session(deployment, record)
         if not tokens.refresh_token:
             raise Internal("The connection has no refresh token")
-        body = refresh(provider, secret, tokens.refresh_token)
-        fresh = TokenSet(**token_set_fields(body, now))
+        fresh = session.refresh(tokens.refresh_token, now)
     except ProviderCallFailed as error:
         if error.oauth_error == "invalid_grant":
             if connections.mark_reauth_required(record.connectionId, record.version, iso(now)) is None:
@@ -252,7 +243,7 @@ def refresh_connection(
             deployment.cipher.encrypt(record.connectionId, fresh),
             fresh.expires_at,
             iso(now),
-            provider.next_keepalive_at(now),
+            session.provider.next_keepalive_at(now),
         )
     except BaseException:
         _release_lease(deployment, record)
