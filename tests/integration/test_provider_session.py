@@ -150,3 +150,18 @@ def test_priming_builds_no_session_and_reads_no_secret(credential_reads):
     # Then no provider session exists and no client secret was read: none may be in a snapshot
     assert deployment.current()._sessions == {}
     assert credential_reads == []
+
+
+def test_the_start_hop_of_a_provider_whose_client_was_removed_goes_home_with_the_failure(monkeypatch, provider_server):
+    from tests.integration.test_browser_binding import hop
+
+    # Given an attempt through the start hop, and Google's client removed before the person opens the link
+    monkeypatch.setenv("BROWSER_BINDING", "true")
+    deployment.reset()
+    attempt = start("google", Dialect.WIX)
+    monkeypatch.delenv("GOOGLE_CLIENT_SECRET")
+    deployment.reset()
+    # When the browser opens it
+    answer = hop(attempt.state)
+    # Then it goes back to the website with the failure, never to Google with an unusable (empty) client id
+    assert failed(answer, Dialect.WIX) == ("internal", "provider_error")
