@@ -386,13 +386,15 @@ def connection_id_for(client_id: str, provider_id: str, schedule_id: str, accoun
     return str(uuid.uuid5(_CONNECTION_NAMESPACE, "\x1f".join((client_id, provider_id, schedule_id, account_id))))
 
 
-# Found today only once the secret is needed, after the provider's own answer is read: a denial still says so.
+# What keeps a known provider from redeeming the code is told after the provider's own answer: a denial still says so.
 _NOTICED_AT_EXCHANGE = frozenset({Unusable.NOT_OAUTH, Unusable.NOT_CONFIGURED, Unusable.DISCOVERY_FAILED})
 
 
 def _session_and_code(
     deployment: Deployment, pending: PendingAuthorization, params: dict[str, str]
 ) -> tuple[ProviderSession, str]:
+    """The provider's session and the redirect's code, checked in this order: an unknown provider or unreadable
+    credentials; the provider's `error` and `iss`; a missing code; then whatever else keeps the code unredeemed."""
     try:
         session = deployment.oauth(pending.providerId)
     except ProviderUnusable as unusable:
