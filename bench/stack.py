@@ -56,10 +56,9 @@ def local_stack() -> Iterator[Stack]:
             saved = dict(os.environ)
             os.environ.update(env)
             try:
-                from calendar_connect import deployment, oauth_client
+                from calendar_connect import deployment
 
                 deployment.reset()
-                oauth_client.reset_caches()
                 _register_event_client()
                 yield Stack(dynamodb, provider, env)
             finally:

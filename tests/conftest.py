@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from calendar_connect import deployment, oauth_client
+from calendar_connect import deployment
 from calendar_connect.api_clients import register_client
 from calendar_connect.dal import Storage
 from local.dynamodb import DynamoDBLocal
@@ -77,10 +77,8 @@ def environment(
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     deployment.reset()
-    oauth_client.reset_caches()
     yield env
     deployment.reset()
-    oauth_client.reset_caches()
 
 
 @pytest.fixture

@@ -323,9 +323,6 @@ def test_token_endpoint_failures_are_token_exchange_failed(answer, dialect, prov
 def test_slow_token_endpoint_times_out(provider_server, monkeypatch):
     monkeypatch.setenv("HTTP_READ_TIMEOUT", "0.5")
     deployment.reset()
-    from calendar_connect import oauth_client
-
-    oauth_client.reset_caches()
     attempt = start("google", Dialect.WIX)
     released = threading.Event()
 

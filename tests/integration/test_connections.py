@@ -67,8 +67,7 @@ def seed(
 ) -> Seeded:
     """A CONNECTED connection written as the callback writes one: tokens encrypted, bound to the id."""
     here = deployment.current()
-    provider = here.provider(provider_id)
-    assert provider is not None
+    provider = here.providers[provider_id]
     account_id = account_id or f"account-{secrets.token_hex(6)}"
     connection_id = connection_id or connection_id_for(client_id, provider_id, schedule_id, account_id)
     now = int(time.time())

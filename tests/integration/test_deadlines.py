@@ -138,10 +138,9 @@ def google_token_endpoint_at(
         for name, value in STORAGE_TIMEOUTS.items():
             monkeypatch.setenv(name, value)
         deployment.reset()
-        oauth_client.reset_caches()
 
     yield move
-    oauth_client.reset_caches()
+    deployment.reset()
 
 
 def test_a_hanging_token_endpoint_ends_in_the_failure_redirect_before_the_timeout(google_token_endpoint_at):

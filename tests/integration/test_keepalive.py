@@ -13,7 +13,7 @@ import pytest
 import yaml
 from botocore.awsrequest import AWSResponse
 
-from calendar_connect import connections, deployment, oauth_client
+from calendar_connect import connections, deployment
 from calendar_connect.dal import Connections, keepalive_shard
 from calendar_connect.keepalive import KeepAliveRun, keep_alive
 from calendar_connect.observability import metrics
@@ -156,7 +156,6 @@ def test_a_transient_failure_changes_nothing_and_the_connection_stays_due(
     elif failure == "refused":
         _unreachable_token_endpoint(environment, tmp_path, monkeypatch)
     deployment.reset()
-    oauth_client.reset_caches()
     if failure == "storage throttled":
         _throttled_storage(deployment.current().storage.client)
     # When the job runs
@@ -169,7 +168,6 @@ def test_a_transient_failure_changes_nothing_and_the_connection_stays_due(
     for key, value in environment.items():
         monkeypatch.setenv(key, value)
     deployment.reset()
-    oauth_client.reset_caches()
     provider_server.script("/google/token", rotating)
     assert run(now + 60).refreshed == 1
     assert stored_tokens(seeded.connection_id).refresh_token == f"{seeded.tokens.refresh_token}+1"

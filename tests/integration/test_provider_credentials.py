@@ -108,10 +108,9 @@ def test_client_id_and_secret_from_the_secrets_manager_secret(without_env_client
     # And the secret is read once per container, not per request
     assert secrets_manager.requests == ["secretsmanager.GetSecretValue"]
     # And the client secret it names is the one the token endpoint will receive
-    here = deployment.current()
-    google = here.provider("google")
-    assert google is not None and here.client_secret(google) == "s3cr3t-from-sm"
-    assert "s3cr3t" not in repr(here.credentials(google))
+    google = deployment.current().oauth("google")
+    assert google.client.client_secret == "s3cr3t-from-sm"
+    assert "s3cr3t" not in repr(google)
 
 
 def test_the_older_secret_shape_still_gives_the_client_secret(without_env_clients, secrets_manager, monkeypatch):
@@ -119,10 +118,9 @@ def test_the_older_secret_shape_still_gives_the_client_secret(without_env_client
     secrets_manager.secrets[SECRET_ARN] = json.dumps({"google": "older-shape-secret"})
     monkeypatch.setenv("GOOGLE_CLIENT_ID", "env-client.apps.googleusercontent.com")
     deployment.reset()
-    here = deployment.current()
-    google = here.provider("google")
-    assert google is not None and google.client_id == "env-client.apps.googleusercontent.com"
-    assert here.client_secret(google) == "older-shape-secret"
+    google = deployment.current().oauth("google")
+    assert google.provider.client_id == "env-client.apps.googleusercontent.com"
+    assert google.client.client_secret == "older-shape-secret"
     # But without a client id anywhere, that shape alone does not configure Microsoft
     secrets_manager.secrets[SECRET_ARN] = json.dumps({"google": "older-shape-secret", "microsoft": "ms-secret"})
     assert "microsoft" not in listed()

@@ -12,7 +12,7 @@ import pytest
 from calendar_connect import dialects, http_answers, observability, routes
 from calendar_connect.dialects import Dialect, outcome_url, teamup, wix
 from calendar_connect.errors import InvalidArgument, NotFound, StorageUnavailable
-from calendar_connect.oauth_client import ProviderConfigurationError
+from calendar_connect.provider_session import ProviderUnusable, Unusable
 from local.template import ROOT, load_template
 from local.template import routes as template_routes
 from tests.support.lambda_runtime import run_in_fresh_interpreter
@@ -84,7 +84,14 @@ def test_a_value_error_while_the_request_is_read_is_a_malformed_body_and_after_i
     assert "bug" not in json.dumps(body)
 
 
-@pytest.mark.parametrize("error", [StorageUnavailable("down"), ProviderConfigurationError("secret unreadable")])
+@pytest.mark.parametrize(
+    "error",
+    [
+        StorageUnavailable("down"),
+        ProviderUnusable(Unusable.CREDENTIALS_UNREADABLE),
+        ProviderUnusable(Unusable.DISCOVERY_FAILED, "google"),
+    ],
+)
 def test_dependencies_down_are_503_with_retry_after(error: Exception) -> None:
     status, headers, body = _status_and_body(error)
     assert (status, body["details"]["applicationError"]["code"]) == (503, "UNAVAILABLE")

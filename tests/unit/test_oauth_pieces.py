@@ -89,8 +89,8 @@ def test_authorization_urls_are_encoded_as_a_whole_url_would_be(google, endpoint
     # Given a provider whose URL's fixed part is encoded once and cached, and two attempts with it
     from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
-    from calendar_connect.connect_flow import authorization_params, authorization_url
     from calendar_connect.dialects import Dialect
+    from calendar_connect.provider_session import authorization_params, authorization_url
     from calendar_connect.records import PendingAuthorization
 
     provider = google.model_copy(

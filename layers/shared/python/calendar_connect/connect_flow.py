@@ -4,30 +4,18 @@ The attempt's dialect is an opaque label its edge chose; the callback edge words
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import hmac
 import secrets
 import time
 import uuid
 from dataclasses import dataclass, field
-from functools import lru_cache
-from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from . import deadline as invocation
 from .deployment import Deployment
-from .errors import AuthorizationFailure, FailedPrecondition, ReturnUrlNotAllowed, StorageUnavailable, Unavailable
+from .errors import AuthorizationFailure, ReturnUrlNotAllowed, StorageUnavailable
 from .http_answers import ANOTHER_BROWSER, STORAGE_DOWN, UNKNOWN_ATTEMPT, Page
-from .oauth_client import (
-    ProviderCallFailed,
-    ProviderConfigurationError,
-    exchange_code,
-    fetch_userinfo,
-    id_token_claims,
-    revoke,
-    token_set_fields,
-    with_discovered_endpoints,
-)
+from .oauth_client import ProviderCallFailed
 from .observability import (
     AUTHORIZATION_FINISHED,
     AUTHORIZATION_STARTED,
@@ -38,8 +26,9 @@ from .observability import (
     follow_connection,
     logger,
 )
+from .provider_session import ProviderSession, ProviderUnusable, Unusable, with_query
 from .providers import Provider
-from .records import ApiClient, ConnectionRecord, ConnectionStatus, PendingAuthorization, TokenSet
+from .records import ApiClient, ConnectionRecord, ConnectionStatus, PendingAuthorization
 from .return_urls import is_allowed, validate_return_url
 from .routes import CALLBACK, START
 from .secret_hashes import hash_secret
@@ -47,25 +36,6 @@ from .timestamps import iso
 
 _CONNECTION_NAMESPACE = uuid.UUID("6f1d8a52-4c1e-4a7b-9d53-1f0c2b7e9a10")
 _OUTCOME_WAIT_SECONDS = 15.0
-
-
-def _s256(verifier: str) -> str:
-    return base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).decode().rstrip("=")
-
-
-def _query_pieces(url: str, items: tuple[tuple[str, str | None], ...]) -> tuple[str, tuple[str | None, ...]]:
-    """`url` without its query, and the query's pieces in order: its own parameters, then `items`, each encoded;
-    None for an item whose value is None (a place kept for a value given later)."""
-    parts = urlsplit(url)
-    pieces: list[str | None] = [urlencode([pair], quote_via=quote) for pair in parse_qsl(parts.query, True)]
-    pieces += [None if value is None else urlencode([(key, value)], quote_via=quote) for key, value in items]
-    return urlunsplit((parts.scheme, parts.netloc, parts.path, "", "")), tuple(pieces)
-
-
-def _with_query(url: str, params: dict[str, str]) -> str:
-    base, pieces = _query_pieces(url, tuple(params.items()))
-    query = "&".join(piece for piece in pieces if piece is not None)
-    return f"{base}?{query}" if query else base
 
 
 def binding_cookie_name(state_hash: str) -> str:
@@ -95,26 +65,23 @@ def start_authorization(
 
     `provider` is the deployment's entry the edge found, `return_url` one the edge checked (validate_return_url,
     naming its own field), `dialect` the edge's label, kept for the callback. A return URL outside the client's
-    prefixes raises ReturnUrlNotAllowed, which the edge answers naming its field; storage down, StorageUnavailable.
+    prefixes raises ReturnUrlNotAllowed, which the edge answers naming its field; a provider this deployment cannot
+    use, ProviderUnusable; storage down, StorageUnavailable.
     """
     return_url = validate_return_url(return_url)  # normalised (again, at no cost): checked, stored, redirected to
-    if not provider.connects_by_oauth:
-        raise FailedPrecondition(
-            f"Provider {provider.id} does not connect by OAuth", application_code="NOT_SUPPORTED_BY_PROVIDER"
-        )
-    found = deployment.credentials(provider)
-    if found is None:
-        raise FailedPrecondition(
-            f"Provider {provider.id} has no OAuth client in this deployment", application_code="PROVIDER_NOT_CONFIGURED"
-        )
-    if found.client_id != provider.client_id:  # the client this deployment configures for it
-        provider = provider.model_copy(update={"client_id": found.client_id})
+    unreachable: ProviderUnusable | None = None
+    try:
+        session: ProviderSession | None = deployment.oauth(provider.id)
+    except ProviderUnusable as unusable:
+        if unusable.reason is not Unusable.DISCOVERY_FAILED:
+            raise
+        session, unreachable = None, unusable  # metadata down: a return URL this client may not use is said first
     if not is_allowed(return_url, client.allowedReturnUrlPrefixes):
         raise ReturnUrlNotAllowed()
-    try:
-        provider = with_discovered_endpoints(provider)
-    except ProviderConfigurationError:
-        raise Unavailable("The provider's metadata could not be fetched; try again shortly") from None
+    if session is None:
+        assert unreachable is not None
+        raise unreachable
+    provider = session.provider
 
     now = int(time.time()) if now is None else now
     state = secrets.token_urlsafe(32)  # 256 random bits
@@ -141,51 +108,14 @@ def start_authorization(
     )
     deployment.storage.pending.put_new(pending)
     if binding:
-        url = _with_query(base_url.rstrip("/") + START, {"attempt": state})
+        url = with_query(base_url.rstrip("/") + START, {"attempt": state})
     else:
-        url = authorization_url(provider, pending, state)
+        url = session.authorization_url(pending, state)
     logger.info(
         "authorization started", extra={"providerId": provider.id, "clientId": client.clientId, "dialect": dialect}
     )
     count(AUTHORIZATION_STARTED, known_providers=deployment.providers, provider=provider.id, dialect=dialect)
     return StartedAuthorization(url=url, timeout_seconds=provider.timeout_seconds, expires_at=expires_at)
-
-
-# Per attempt only these change; the rest of an authorization URL is encoded once per container.
-_PER_ATTEMPT = frozenset({"state", "code_challenge", "nonce"})
-
-
-# The pieces of one provider's URLs without their per-attempt values, which never enter the cache.
-_query_template = lru_cache(maxsize=64)(_query_pieces)
-
-
-def authorization_params(provider: Provider, pending: PendingAuthorization, state: str) -> dict[str, str]:
-    """The authorization request's parameters, in order; a provider entry's own parameters last (or in place)."""
-    params = {
-        "response_type": "code",
-        "client_id": provider.client_id,
-        "redirect_uri": pending.redirectUri,
-        "scope": " ".join(provider.scopes),
-        "state": state,
-    }
-    if pending.codeVerifier:
-        params.update(code_challenge=_s256(pending.codeVerifier), code_challenge_method="S256")
-    if pending.nonce:
-        params["nonce"] = pending.nonce
-    params.update(provider.authorization_params)
-    return params
-
-
-def authorization_url(provider: Provider, pending: PendingAuthorization, state: str) -> str:
-    """The provider's authorization URL; built from the stored attempt, which never holds the state itself."""
-    params = authorization_params(provider, pending, state)
-    assert provider.authorization_endpoint
-    base, pieces = _query_template(
-        provider.authorization_endpoint,
-        tuple((key, None if key in _PER_ATTEMPT else value) for key, value in params.items()),
-    )
-    per_attempt = iter(urlencode([(key, params[key])], quote_via=quote) for key in params if key in _PER_ATTEMPT)
-    return base + "?" + "&".join(piece if piece is not None else next(per_attempt) for piece in pieces)
 
 
 # --- the browser's side -------------------------------------------------------------------------------
@@ -295,13 +225,11 @@ def open_attempt(
 
 def _to_provider(deployment: Deployment, pending: PendingAuthorization, state: str, cookies: list[str]) -> Answer:
     try:
-        provider = deployment.provider(pending.providerId)
-        if provider is None:
-            raise ProviderConfigurationError(pending.providerId)
-        provider = with_discovered_endpoints(provider)
-    except ProviderConfigurationError:
+        url = deployment.oauth(pending.providerId).authorization_url(pending, state)
+    except ProviderUnusable as unusable:
+        logger.warning("provider unusable", extra={"providerId": pending.providerId, "reason": unusable.reason.name})
         return _back(pending, _failure("internal", "provider_error"))
-    return Redirect(authorization_url(provider, pending, state), cookies=cookies)
+    return Redirect(url, cookies=cookies)
 
 
 def finish_authorization(
@@ -405,14 +333,27 @@ def connection_id_for(client_id: str, provider_id: str, schedule_id: str, accoun
     return str(uuid.uuid5(_CONNECTION_NAMESPACE, "\x1f".join((client_id, provider_id, schedule_id, account_id))))
 
 
-def _connect(deployment: Deployment, pending: PendingAuthorization, params: dict[str, str], now: int) -> str:
+# What keeps a known provider from redeeming the code is told after the provider's own answer: a denial still says so.
+_NOTICED_AT_EXCHANGE = frozenset({Unusable.NOT_OAUTH, Unusable.NOT_CONFIGURED, Unusable.DISCOVERY_FAILED})
+
+
+def _session_and_code(
+    deployment: Deployment, pending: PendingAuthorization, params: dict[str, str]
+) -> tuple[ProviderSession, str]:
+    """The provider's session and the redirect's code, checked in this order: an unknown provider or unreadable
+    credentials; the provider's `error` and `iss`; a missing code; then whatever else keeps the code unredeemed."""
     try:
-        provider = deployment.provider(pending.providerId)
-    except ProviderConfigurationError:
-        logger.exception("provider credentials unreadable")
-        provider = None
-    if provider is None:
-        raise AuthorizationFailure("internal", "provider_error")
+        session = deployment.oauth(pending.providerId)
+    except ProviderUnusable as unusable:
+        logger.warning("provider unusable", extra={"providerId": pending.providerId, "reason": unusable.reason.name})
+        if unusable.provider is not None and unusable.reason in _NOTICED_AT_EXCHANGE:
+            _code(unusable.provider, params)
+        raise AuthorizationFailure("internal", "provider_error") from None
+    return session, _code(session.provider, params)
+
+
+def _code(provider: Provider, params: dict[str, str]) -> str:
+    """The code the provider's redirect carries, or the failure it says instead (RFC 6749 4.1.2.1, RFC 9207)."""
     if params.get("error"):
         raise provider.map_authorization_error(params["error"], params.get("error_description", ""))
     if "iss" in params and not provider.issuer_matches(params["iss"]):
@@ -420,29 +361,31 @@ def _connect(deployment: Deployment, pending: PendingAuthorization, params: dict
     code = params.get("code")
     if not code:
         raise AuthorizationFailure("internal", "provider_error")
+    return code
+
+
+def _connect(deployment: Deployment, pending: PendingAuthorization, params: dict[str, str], now: int) -> str:
+    session, code = _session_and_code(deployment, pending, params)
+    provider = session.provider
     try:
-        provider = with_discovered_endpoints(provider)
-        secret = deployment.client_secret(provider)
-    except ProviderConfigurationError:
-        logger.exception("provider misconfigured")
-        raise AuthorizationFailure("internal", "provider_error") from None
-    try:
-        body = exchange_code(provider, secret, code, pending.redirectUri, pending.codeVerifier)
-        tokens = TokenSet(**token_set_fields(body, now))
+        tokens, answer = session.exchange_code(code, pending, now)
     except ProviderCallFailed as error:
         logger.warning("token exchange failed", extra={"cause": error.reason, "oauthError": error.oauth_error})
         raise AuthorizationFailure("internal", "token_exchange_failed") from None
 
-    granted_scope = body.get("scope") if isinstance(body.get("scope"), str) else params.get("scope")
-    granted = provider.granted_scopes(granted_scope) if granted_scope is not None else list(provider.scopes)
+    granted = session.granted_scopes(answer, params.get("scope"))
     if provider.missing_required_scopes(granted):
-        _revoke_quietly(provider, secret, tokens)
+        session.revoke_quietly(tokens)
         raise AuthorizationFailure("unsupported", "scope_not_granted")
     if not tokens.refresh_token:
-        _revoke_quietly(provider, secret, tokens)
+        session.revoke_quietly(tokens)
         raise AuthorizationFailure("internal", "no_refresh_token")
 
-    account_id, email = _identify(provider, body, tokens, pending.nonce)
+    try:
+        account_id, email = session.identify(answer, tokens, pending.nonce)
+    except ProviderCallFailed as error:
+        logger.warning("account identification failed", extra={"cause": error.reason})
+        raise AuthorizationFailure("internal", "provider_error") from None
     connection_id = connection_id_for(pending.clientId, provider.id, pending.scheduleId, account_id)
     stamp = iso(now)
     record = ConnectionRecord(
@@ -465,58 +408,6 @@ def _connect(deployment: Deployment, pending: PendingAuthorization, params: dict
         deployment.storage.connections.upsert_connected(record)
     except StorageUnavailable:
         # Tokens we cannot keep must not stay live at the provider, granted and unreachable.
-        _revoke_quietly(provider, secret, tokens)
+        session.revoke_quietly(tokens)
         raise AuthorizationFailure("internal", "storage_unavailable") from None
     return connection_id
-
-
-def _identify(provider: Provider, body: dict, tokens: TokenSet, nonce: str | None) -> tuple[str, str | None]:
-    """The external account: ID token claims when there is one, else the userinfo endpoint.
-
-    An ID token without an e-mail claim leaves the e-mail to userinfo (OIDC Core 5.4), best effort.
-    """
-    id_token = body.get("id_token")
-    from_id_token = isinstance(id_token, str) and bool(id_token)
-    try:
-        if isinstance(id_token, str) and id_token:
-            claims = id_token_claims(id_token, provider, nonce)
-            id_fields = provider.account_id_claims
-        else:
-            claims = fetch_userinfo(provider, tokens.access_token)
-            id_fields = provider.userinfo_account_id_fields
-    except ProviderCallFailed as error:
-        logger.warning("account identification failed", extra={"cause": error.reason})
-        raise AuthorizationFailure("internal", "provider_error") from None
-    parts = [claims.get(name) for name in id_fields]
-    if not parts or not all(isinstance(p, str) and p for p in parts):
-        raise AuthorizationFailure("internal", "provider_error")
-    email = _email(provider, claims)
-    if email is None and from_id_token and provider.userinfo_endpoint:
-        try:
-            userinfo = fetch_userinfo(provider, tokens.access_token)
-        except ProviderCallFailed as error:
-            logger.info("no e-mail from userinfo", extra={"cause": error.reason})
-        else:
-            if _same_account(provider, claims, userinfo):
-                email = _email(provider, userinfo)
-    return ":".join(str(p) for p in parts), email
-
-
-def _same_account(provider: Provider, id_claims: dict, userinfo: dict) -> bool:
-    """OIDC Core 5.3.2: userinfo about another subject than the ID token's must not be used. An OpenID userinfo
-    answer has `sub`; another (Microsoft Graph's /me) names the account by its own fields, found in the ID token."""
-    if "sub" in userinfo:
-        return userinfo["sub"] == id_claims.get("sub")
-    own = [userinfo.get(name) for name in provider.userinfo_account_id_fields]
-    known = {id_claims.get(name) for name in provider.account_id_claims}
-    return bool(own) and all(isinstance(v, str) and v and v in known for v in own)
-
-
-def _email(provider: Provider, claims: dict) -> str | None:
-    return next((claims[n] for n in provider.email_claims if isinstance(claims.get(n), str) and claims[n]), None)
-
-
-def _revoke_quietly(provider: Provider, secret: str | None, tokens: TokenSet) -> None:
-    for token, hint in ((tokens.refresh_token, "refresh_token"), (tokens.access_token, "access_token")):
-        if token and revoke(provider, secret, token, hint) is not False:
-            return

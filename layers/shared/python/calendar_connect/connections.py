@@ -13,14 +13,7 @@ from .api_models import AccessTokenResponse, Connection, ConnectionsPage, Discon
 from .dal import InvalidCursor
 from .deployment import Deployment
 from .errors import FailedPrecondition, Internal, InvalidArgument, NotFound, StorageUnavailable, Unavailable
-from .oauth_client import (
-    ProviderCallFailed,
-    ProviderConfigurationError,
-    refresh,
-    revoke,
-    token_set_fields,
-    with_discovered_endpoints,
-)
+from .oauth_client import ProviderCallFailed
 from .observability import (
     ACCESS_TOKEN_REFRESHED,
     ACCESS_TOKEN_SERVED,
@@ -29,7 +22,7 @@ from .observability import (
     logger,
 )
 from .observability import REAUTH_REQUIRED as REAUTH_REQUIRED_METRIC
-from .providers import Provider
+from .provider_session import ProviderSession, ProviderUnusable, Unusable
 from .records import ApiClient, ConnectionRecord, ConnectionStatus, TokenSet
 from .timestamps import iso
 from .token_cipher import DecryptionError
@@ -63,15 +56,15 @@ def list_connections(
     return ConnectionsPage(connections=[Connection.from_record(r) for r in records], nextCursor=next_cursor)
 
 
-def _provider(deployment: Deployment, record: ConnectionRecord) -> tuple[Provider, str | None]:
+def _session(deployment: Deployment, record: ConnectionRecord) -> ProviderSession:
+    """The connection's provider session: Internal when the provider is gone from the configuration, else Unavailable
+    (the provider or its metadata cannot be reached, or this deployment has no OAuth client for it)."""
     try:
-        provider = deployment.provider(record.providerId)
-        if provider is None:
-            raise Internal("The connection's provider is no longer configured")
-        provider = with_discovered_endpoints(provider)
-        return provider, deployment.client_secret(provider)
-    except ProviderConfigurationError:
-        logger.exception("provider misconfigured")
+        return deployment.oauth(record.providerId)
+    except ProviderUnusable as unusable:
+        logger.warning("provider unusable", extra={"providerId": record.providerId, "reason": unusable.reason.name})
+        if unusable.reason is Unusable.UNKNOWN:
+            raise Internal("The connection's provider is no longer configured") from None
         raise Unavailable("The provider cannot be reached as configured") from None
 
 
@@ -110,15 +103,14 @@ def _revoke(deployment: Deployment, record: ConnectionRecord) -> bool | None:
 
     Whatever happens here, the caller erases the tokens: a failed revocation never keeps them.
     """
-    configured = deployment.providers.get(record.providerId)
-    if configured is None or not (configured.revocation_endpoint or configured.discovery):
-        return None
     try:
-        provider, secret = _provider(deployment, record)
-    except (Internal, Unavailable) as error:
-        logger.warning("revocation impossible", extra={"providerId": record.providerId, "code": error.code})
+        session = deployment.oauth(record.providerId)
+    except ProviderUnusable as unusable:
+        if unusable.provider is None or not unusable.provider.may_revoke:
+            return None  # gone from the configuration, or it never offered revocation
+        logger.warning("revocation impossible", extra={"providerId": record.providerId, "reason": unusable.reason.name})
         return False
-    if not provider.revocation_endpoint:
+    if not session.revokes:
         return None
     try:
         tokens = deployment.cipher.decrypt(record.connectionId, record.tokens) if record.tokens else None
@@ -133,9 +125,9 @@ def _revoke(deployment: Deployment, record: ConnectionRecord) -> bool | None:
     token, hint = (
         (tokens.refresh_token, "refresh_token") if tokens.refresh_token else (tokens.access_token, "access_token")
     )
-    revoked = revoke(provider, secret, token, hint)
+    revoked = session.revoke(token, hint)
     if revoked is False:
-        logger.warning("revocation failed at the provider", extra={"providerId": provider.id})
+        logger.warning("revocation failed at the provider", extra={"providerId": record.providerId})
     return revoked
 
 
@@ -213,11 +205,10 @@ def refresh_connection(
     ):
         return Contended.LEASE_HELD
     try:
-        provider, secret = _provider(deployment, record)
+        session = _session(deployment, record)
         if not tokens.refresh_token:
             raise Internal("The connection has no refresh token")
-        body = refresh(provider, secret, tokens.refresh_token)
-        fresh = TokenSet(**token_set_fields(body, now))
+        fresh = session.refresh(tokens.refresh_token, now)
     except ProviderCallFailed as error:
         if error.oauth_error == "invalid_grant":
             if connections.mark_reauth_required(record.connectionId, record.version, iso(now)) is None:
@@ -240,7 +231,7 @@ def refresh_connection(
             deployment.cipher.encrypt(record.connectionId, fresh),
             fresh.expires_at,
             iso(now),
-            provider.next_keepalive_at(now),
+            session.provider.next_keepalive_at(now),
         )
     except BaseException:
         _release_lease(deployment, record)

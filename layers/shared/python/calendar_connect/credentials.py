@@ -15,7 +15,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .oauth_client import ProviderConfigurationError
 from .providers import Provider
 
 # The secret is read again at most every 5 minutes per container, so a rotation or a new provider lands soon.
@@ -26,6 +25,10 @@ SECRET_MAX_AGE_SECONDS = 300
 class ClientCredentials:
     client_id: str
     client_secret: str | None = field(repr=False)  # None: the provider authenticates no client ("none")
+
+
+class CredentialsUnreadable(Exception):
+    """The client-secrets secret is unreachable, denied, missing, or not a JSON object; never carries its value."""
 
 
 _provider: Any = None
@@ -49,7 +52,7 @@ def _secrets_provider() -> Any:
 
 
 def reset() -> None:
-    """Forget the container's secrets reader and what it cached (tests change the environment)."""
+    """Forget the container's secrets reader and what it cached (deployment.reset)."""
     global _provider
     _provider = None
 
@@ -76,9 +79,9 @@ def stored_credentials(secrets_id: str) -> Mapping[str, Any]:
         values = _secrets_provider().get(secrets_id, transform="json", max_age=SECRET_MAX_AGE_SECONDS)
     except (parameters.exceptions.GetParameterError, parameters.exceptions.TransformParameterError) as error:
         # Unreachable, denied, missing, or not JSON: said without the value.
-        raise ProviderConfigurationError("the client-secrets secret could not be read") from error
+        raise CredentialsUnreadable("the client-secrets secret could not be read") from error
     if not isinstance(values, Mapping):
-        raise ProviderConfigurationError("the client-secrets secret is not a JSON object of provider ids")
+        raise CredentialsUnreadable("the client-secrets secret is not a JSON object of provider ids")
     return values
 
 

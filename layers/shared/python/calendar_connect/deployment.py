@@ -1,16 +1,20 @@
-"""What one container builds once and every request reuses: settings, storage, providers, cipher."""
+"""What one container builds once and every request reuses: settings, storage, providers and their sessions, cipher.
+
+`reset()` forgets all of it, and everything the layer's modules keep per container, at once."""
 
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Any
 
-from . import credentials
-from .credentials import ClientCredentials, resolve, stored_credentials
+from . import credentials, oauth_client, provider_session
+from .credentials import CredentialsUnreadable, resolve, stored_credentials
 from .dal import Storage
-from .oauth_client import ProviderConfigurationError
-from .providers import Provider, get_providers
+from .provider_session import ProviderSession, ProviderUnusable, Unusable, open_session
+from .providers import Provider, load_providers
 from .settings import Settings, get_settings
 from .token_cipher import TokenCipher, cipher_from_settings
 
@@ -18,6 +22,8 @@ from .token_cipher import TokenCipher, cipher_from_settings
 @dataclass
 class Deployment:
     settings: Settings
+    # One per provider, built on first use (never before a SnapStart snapshot: each holds a client secret).
+    _sessions: dict[str, ProviderSession] = field(default_factory=dict, init=False, repr=False)
 
     @cached_property
     def storage(self) -> Storage:
@@ -25,7 +31,7 @@ class Deployment:
 
     @cached_property
     def providers(self) -> dict[str, Provider]:
-        return get_providers(self.settings.providers_file)
+        return load_providers(self.settings.providers_file)
 
     @cached_property
     def cipher(self) -> TokenCipher:
@@ -33,28 +39,35 @@ class Deployment:
         timeouts = (settings.storage_connect_timeout, settings.storage_read_timeout)
         return cipher_from_settings(settings.token_kms_key_id, settings.local_token_key, timeouts)
 
-    def credentials(self, provider: Provider) -> ClientCredentials | None:
-        """The provider's OAuth client here; None: not configured (left out of the list, 428 at initiate)."""
-        return resolve(provider, stored_credentials(self.settings.client_secrets_id))
+    def oauth(self, provider_id: str) -> ProviderSession:
+        """The provider's session, or ProviderUnusable saying why there is none, checked in this order: unknown,
+        not OAuth, credentials unreadable, not configured (no OAuth client here), discovery failed.
 
-    def provider(self, provider_id: str) -> Provider | None:
-        """The provider's entry, its client id the one this deployment configures ("" where none)."""
-        provider = self.providers.get(provider_id)
-        if provider is None or not provider.connects_by_oauth:
-            return provider
-        found = self.credentials(provider)
-        client_id = found.client_id if found else ""
-        return provider if client_id == provider.client_id else provider.model_copy(update={"client_id": client_id})
+        The credentials in force are read on every call (Powertools keeps them 5 minutes), once per flow; the session
+        is built again only when they differ from its own, so a rotated secret lands as soon as it is read."""
+        entry = self.providers.get(provider_id)
+        if entry is None:
+            raise ProviderUnusable(Unusable.UNKNOWN, provider_id)
+        if not entry.connects_by_oauth:
+            raise ProviderUnusable(Unusable.NOT_OAUTH, provider_id, entry)
+        client = resolve(entry, self._stored_credentials(entry))
+        if client is None:
+            raise ProviderUnusable(Unusable.NOT_CONFIGURED, provider_id, entry)
+        session = self._sessions.get(provider_id)
+        if session is None or session.client != client:
+            session = self._sessions[provider_id] = open_session(entry, client)
+        return session
 
-    def client_secret(self, provider: Provider) -> str | None:
-        found = self.credentials(provider)
-        if found is None:
-            raise ProviderConfigurationError(f"no OAuth client configured for {provider.id}")
-        return found.client_secret
+    def _stored_credentials(self, entry: Provider | None = None) -> Mapping[str, Any]:
+        try:
+            return stored_credentials(self.settings.client_secrets_id)
+        except CredentialsUnreadable as error:
+            raise ProviderUnusable(Unusable.CREDENTIALS_UNREADABLE, entry.id if entry else None, entry) from error
 
     def offered_providers(self) -> list[Provider]:
-        """The providers list: every provider a client can use here (OAuth ones only with credentials)."""
-        stored = stored_credentials(self.settings.client_secrets_id)
+        """The providers list: every provider a client can use here (OAuth ones only with credentials);
+        ProviderUnusable(CREDENTIALS_UNREADABLE) when the client-secrets secret cannot be read."""
+        stored = self._stored_credentials()
         return [p for p in self.providers.values() if not p.connects_by_oauth or resolve(p, stored) is not None]
 
 
@@ -69,21 +82,26 @@ def current() -> Deployment:
 
 
 def reset() -> None:
-    """Forget the container's state (tests change the environment between cases)."""
+    """Forget every container cache (tests and the bench change the environment between cases): the deployment with
+    its providers and sessions, the settings, the secrets reader and what it read, the provider HTTP client and
+    discovered metadata, the encoded authorization URLs."""
     global _current
     _current = None
     get_settings.cache_clear()
     credentials.reset()
+    oauth_client.reset()
+    provider_session.reset()
 
 
 def prime() -> None:
     """Before a SnapStart snapshot: set up, as a first request would, what every restored copy may share, opening no
     connection and generating nothing unique: settings, the provider configuration, the DynamoDB client (its service
     model), the token cipher (its KMS client, no data key), the provider HTTP client (its TLS context), the Secrets
-    Manager reader's client (no secret), every model's validators, and the modules a request imports on first use."""
+    Manager reader's client (no secret), every model's validators, and the modules a request imports on first use.
+    No provider session: each holds a client secret, which no snapshot may."""
     from pydantic import BaseModel
 
-    from . import api_models, oauth_client, records
+    from . import api_models, records
 
     here = current()
     _ = here.providers, here.storage  # cached properties: built by reading them
@@ -98,8 +116,6 @@ def prime() -> None:
 
 def after_restore() -> None:
     """After a SnapStart restore: re-create what no two copies of one snapshot may share."""
-    from . import oauth_client
-
     # The random module's state (aws_calls' backoff jitter, keep-alive jitter, X-Ray ids) would repeat in every copy.
     random.seed()
     here = _current

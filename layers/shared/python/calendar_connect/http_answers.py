@@ -14,9 +14,18 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
     RequestValidationError,
 )
 
-from .errors import ApiError, FieldViolation, Internal, InvalidArgument, StorageUnavailable, Unavailable
-from .oauth_client import ProviderConfigurationError
+from .errors import (
+    ApiError,
+    FailedPrecondition,
+    FieldViolation,
+    Internal,
+    InvalidArgument,
+    NotFound,
+    StorageUnavailable,
+    Unavailable,
+)
 from .observability import logger
+from .provider_session import ProviderUnusable, Unusable
 
 JSON = "application/json"
 _PAGE_CSP = "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
@@ -34,10 +43,8 @@ def api_error(error: BaseException, *, request_read: bool = True) -> ApiError:
         return error
     if isinstance(error, StorageUnavailable):
         return Unavailable()
-    if isinstance(error, ProviderConfigurationError):
-        # The client-secrets secret could not be read: a dependency is down, not the caller's fault.
-        logger.warning("provider credentials unreadable", extra={"cause": str(error)})
-        return Unavailable()
+    if isinstance(error, ProviderUnusable):
+        return _provider_unusable(error)
     if isinstance(error, RequestUnsupportedContentType):
         # A JSON route sent another media type: a malformed body (400), as the contract has no 415.
         return InvalidArgument.for_field("body", "must be application/json")
@@ -47,6 +54,26 @@ def api_error(error: BaseException, *, request_read: bool = True) -> ApiError:
         return InvalidArgument.for_field("body", "malformed body")
     logger.exception("unexpected error", exc_info=error)
     return Internal("Internal error")
+
+
+def _provider_unusable(error: ProviderUnusable) -> ApiError:
+    """A provider the request cannot use here (provider_session.Unusable says why)."""
+    provider_id = error.provider_id
+    if error.reason is Unusable.UNKNOWN:
+        return NotFound("Unknown provider")
+    if error.reason is Unusable.NOT_OAUTH:
+        return FailedPrecondition(
+            f"Provider {provider_id} does not connect by OAuth", application_code="NOT_SUPPORTED_BY_PROVIDER"
+        )
+    if error.reason is Unusable.NOT_CONFIGURED:
+        return FailedPrecondition(
+            f"Provider {provider_id} has no OAuth client in this deployment", application_code="PROVIDER_NOT_CONFIGURED"
+        )
+    if error.reason is Unusable.DISCOVERY_FAILED:
+        return Unavailable("The provider's metadata could not be fetched; try again shortly")
+    # The client-secrets secret could not be read: a dependency is down, not the caller's fault.
+    logger.warning("provider credentials unreadable", extra={"cause": str(error)})
+    return Unavailable()
 
 
 def error_headers(error: ApiError) -> dict[str, str]:

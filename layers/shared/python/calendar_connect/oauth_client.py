@@ -30,8 +30,8 @@ class ProviderCallFailed(Exception):
         self.oauth_error = oauth_error
 
 
-class ProviderConfigurationError(Exception):
-    """A provider entry cannot be used as configured (no client secret, failed discovery...)."""
+class DiscoveryFailed(Exception):
+    """The issuer's metadata could not be fetched, or does not name the endpoints the entry leaves out."""
 
 
 _http: httpx.Client | None = None
@@ -88,13 +88,9 @@ def _timeout() -> httpx.Timeout:
     return httpx.Timeout(min(settings.http_read_timeout, left - 3 * short), connect=short, write=short, pool=short)
 
 
-def reset_caches() -> None:
-    """Forget the container's HTTP client and discovered metadata (tests change providers)."""
-    global _http
-    with _http_lock:
-        if _http is not None:
-            _http.close()
-        _http = None
+def reset() -> None:
+    """Forget the container's HTTP client and discovered metadata (deployment.reset)."""
+    drop_connections()
     _discovered.clear()
 
 
@@ -111,9 +107,9 @@ def with_discovered_endpoints(provider: Provider) -> Provider:
             answer.raise_for_status()
             metadata = answer.json()
         except (httpx.HTTPError, ValueError) as error:
-            raise ProviderConfigurationError(f"discovery failed for {provider.id}") from error
+            raise DiscoveryFailed(f"discovery failed for {provider.id}") from error
         if not isinstance(metadata, dict) or metadata.get("issuer") != provider.issuer:
-            raise ProviderConfigurationError(f"discovery for {provider.id}: issuer mismatch")
+            raise DiscoveryFailed(f"discovery for {provider.id}: issuer mismatch")
         _discovered[provider.issuer] = metadata
     metadata = _discovered[provider.issuer]
     updates = {
@@ -124,7 +120,7 @@ def with_discovered_endpoints(provider: Provider) -> Provider:
     if not (provider.authorization_endpoint or updates.get("authorization_endpoint")) or not (
         provider.token_endpoint or updates.get("token_endpoint")
     ):
-        raise ProviderConfigurationError(f"discovery for {provider.id}: endpoints missing")
+        raise DiscoveryFailed(f"discovery for {provider.id}: endpoints missing")
     return provider.model_copy(update=updates)
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import re
 import secrets
-from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
@@ -52,7 +51,7 @@ class Provider(BaseModel):
     timeout_seconds: int = Field(default=600, ge=60, le=3600)
     # The keep-alive job exercises the refresh token at least this often (Google and Microsoft expire unused ones).
     keepalive_seconds: int = Field(default=604800, ge=1)
-    client_id: str = ""  # usually from the secret or ${VAR}; Deployment.provider() gives the one in force
+    client_id: str = ""  # usually from the secret or ${VAR}; a provider session carries the one in force
     client_secret: ClientSecretSource = ClientSecretSource()
     account_id_claims: list[str] = ["sub"]
     # Fields naming the account in the userinfo answer, when the token response has no ID token.
@@ -78,6 +77,11 @@ class Provider(BaseModel):
     @property
     def uses_openid(self) -> bool:
         return "openid" in self.scopes
+
+    @property
+    def may_revoke(self) -> bool:
+        """Whether revocation can be offered at all: an endpoint in the entry, or one discovery may find."""
+        return bool(self.revocation_endpoint or self.discovery)
 
     def issuer_matches(self, issuer: str, claims: dict | None = None) -> bool:
         """RFC 9207 / ID token `iss` check; `{claim}` placeholders (Microsoft's `{tid}`) match that claim."""
@@ -152,13 +156,3 @@ def load_providers(extra_files: str = "") -> dict[str, Provider]:
         for provider_id, entry in _read(Path(name)).items():
             entries[provider_id] = {**entries.get(provider_id, {}), **entry}
     return {pid: Provider.model_validate({**_expand(entry), "id": pid}) for pid, entry in entries.items()}  # type: ignore[dict-item]
-
-
-@lru_cache(maxsize=1)
-def _registry(extra_files: str) -> dict[str, Provider]:
-    return load_providers(extra_files)
-
-
-def get_providers(extra_files: str) -> dict[str, Provider]:
-    """Providers of this container, read once."""
-    return _registry(extra_files)
