@@ -79,14 +79,16 @@ def reset() -> None:
 def prime() -> None:
     """Before a SnapStart snapshot: set up, as a first request would, what every restored copy may share, opening no
     connection and generating nothing unique: settings, the provider configuration, the DynamoDB client (its service
-    model), the token cipher (its KMS client, no data key), the provider HTTP client (its TLS context), the Secrets
-    Manager reader's client (no secret), every model's validators, and the modules a request imports on first use."""
+    model and each operation's first call: aws_priming), the token cipher (its KMS client and operations, no data key),
+    the provider HTTP client (its TLS context), the Secrets Manager reader's client (no secret), every model's
+    validators, and the modules a request imports on first use."""
     from pydantic import BaseModel
 
-    from . import models, oauth_client
+    from . import aws_priming, models, oauth_client
 
     here = current()
     _ = here.providers, here.storage  # cached properties: built by reading them
+    aws_priming.prime(here.storage.client, aws_priming.storage_calls(here.settings))
     here.cipher.prime()
     oauth_client.http_client()
     credentials.prime(here.settings.client_secrets_id)
