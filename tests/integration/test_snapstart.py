@@ -38,6 +38,8 @@ def _connect_once(number: int) -> dict[str, Any]:
     """One connect flow in a restored copy: initiate (Wix, Google), then the provider's callback; what it made."""
     import sys
 
+    from aws_xray_sdk.core import xray_recorder
+
     from calendar_connect import deployment
     from calendar_connect.connect_flow import hash_secret
     from tests.support.lambda_runtime import invoke, load_event
@@ -71,6 +73,7 @@ def _connect_once(number: int) -> dict[str, Any]:
         "connectionId": connection_id,
         "dataKey": wrapped_key(record.tokens).hex() if record and record.tokens else None,
         "imported": sorted(set(sys.modules) - modules_before),
+        "traceEmitter": id(xray_recorder.emitter),  # the same object in two processes has the same id after a fork
     }
 
 
@@ -88,9 +91,15 @@ def primed_parent(run_hooks: str) -> None:
     # In AWS the cipher's data key comes from KMS. The worst case: init already made one, so the snapshot holds it.
     here.__dict__["cipher"] = TokenCipher(KmsKeySource("alias/calendar-connect-tokens", client=LocalKms()))
     snapshot_key = wrapped_key(here.cipher.encrypt("made-at-init", TokenSet(access_token="a", expires_at=0)))
+    from aws_xray_sdk.core import xray_recorder
+
     sockets_before = _socket_count()
     take_snapshot()
-    primed = {"sockets_opened": _socket_count() - sockets_before, "snapshot_key": snapshot_key.hex()}
+    primed = {
+        "sockets_opened": _socket_count() - sockets_before,
+        "snapshot_key": snapshot_key.hex(),
+        "traceEmitter": id(xray_recorder.emitter),
+    }
     copies = restored_copies(_connect_once, run_hooks=run_hooks == "hooks")
     print(json.dumps({**primed, "copies": copies}))
 
@@ -126,16 +135,21 @@ def test_two_copies_of_one_primed_snapshot_make_their_own_secrets_and_both_conne
     assert first["verifier"] != second["verifier"]
     assert first["connectionId"] != second["connectionId"]
     assert len({first["dataKey"], second["dataKey"], run["snapshot_key"]}) == 3
+    # And each sends its X-Ray subsegments through its own socket, not the snapshot's
+    assert run["traceEmitter"] not in {first["traceEmitter"], second["traceEmitter"]}
     # And each copy redeemed its code with its own verifier (PKCE), at the real token endpoint
     sent = [r.form.get("code_verifier") for r in provider_server.requests_to("/google/token")]
     assert sent == [first["verifier"], second["verifier"]]
 
 
-def test_without_the_after_restore_hooks_the_copies_would_share_the_snapshots_data_key(environment, provider_server):
+def test_without_the_after_restore_hooks_the_copies_would_share_the_snapshots_data_key_and_trace_socket(
+    environment, provider_server
+):
     # Given the same primed parent, and copies that skip the after-restore hooks (what the hooks guard against)
     run = _run(environment, provider_server, run_hooks=False)
     # Then both copies encrypt with the data key the snapshot holds: the hooks are what makes them differ
     assert {copy["dataKey"] for copy in run["copies"]} == {run["snapshot_key"]}
+    assert {copy["traceEmitter"] for copy in run["copies"]} == {run["traceEmitter"]}
 
 
 def test_priming_opens_no_connection_and_leaves_a_first_request_nothing_to_import(environment, provider_server):
