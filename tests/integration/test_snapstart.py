@@ -243,13 +243,25 @@ KMS_OPERATIONS = ("GenerateDataKey", "Decrypt")
 def primed_then_one_call() -> None:
     """The fresh interpreter's work: the snapshot's priming, what it set up, then one real call (after priming, before
     any restore) that must reach the endpoint, signed with the client's own credentials."""
-    from calendar_connect import deployment
+    import abc
+
+    from calendar_connect import aws_priming, deployment
     from tests.support.lambda_runtime import handler_module
     from tests.support.snapstart import take_snapshot
 
     handler_module("InitiateFunction")
     handler_module("CallbackFunction")
+    # The ABC cache token after each priming of calls: an ABC registered later empties the isinstance caches they filled
+    tokens = {}
+    prime = aws_priming.prime
+
+    def prime_and_note(client: Any, calls: Any) -> None:
+        prime(client, calls)
+        tokens[client.meta.service_model.service_name] = abc.get_cache_token()
+
+    aws_priming.prime = prime_and_note
     take_snapshot()
+    aws_priming.prime = prime
     here = deployment.current()
     kms = here.cipher._keys._kms()  # the token cipher's own KMS client (TOKEN_KMS_KEY_ID is set)
 
@@ -261,7 +273,8 @@ def primed_then_one_call() -> None:
     primed = {f"dynamodb {op}": set_up(here.storage.client, op) for op in DYNAMODB_OPERATIONS}
     primed |= {f"kms {op}": set_up(kms, op) for op in KMS_OPERATIONS}
     here.storage.client.get_item(TableName="after-priming", Key={"clientId": {"S": "after-priming"}})
-    print(json.dumps({"primed": primed, "kms_endpoint": kms.meta.endpoint_url}))
+    caches_kept = tokens == {"dynamodb": abc.get_cache_token(), "kms": abc.get_cache_token()}
+    print(json.dumps({"primed": primed, "kms_endpoint": kms.meta.endpoint_url, "caches_kept": caches_kept}))
 
 
 def test_priming_sets_up_every_operation_and_sends_nothing(environment, aws_endpoint):
@@ -280,6 +293,8 @@ def test_priming_sets_up_every_operation_and_sends_nothing(environment, aws_endp
     # Then every DynamoDB and KMS operation the functions make was set up before the snapshot
     assert run["kms_endpoint"] == aws_endpoint.url
     assert run["primed"] == {name: True for name in run["primed"]} and len(run["primed"]) == 6, run["primed"]
+    # And nothing after the DynamoDB calls' priming emptied the isinstance caches they filled (no ABC registered since)
+    assert run["caches_kept"]
     # And only the call made after priming reached the endpoint: one connection, signed with the client's credentials
     assert aws_endpoint.connections == 1
     [request] = aws_endpoint.requests

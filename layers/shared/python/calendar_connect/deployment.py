@@ -88,13 +88,14 @@ def prime() -> None:
 
     here = current()
     _ = here.providers, here.storage  # cached properties: built by reading them
-    aws_priming.prime(here.storage.client, aws_priming.storage_calls(here.settings))
     here.cipher.prime()
     oauth_client.http_client()
     credentials.prime(here.settings.client_secrets_id)
     for model in vars(models).values():
         if isinstance(model, type) and issubclass(model, BaseModel) and model.__module__ == models.__name__:
             model.model_rebuild()
+    # Last: an import after it (cryptography's, say) registers ABCs, which empties the isinstance caches it filled.
+    aws_priming.prime(here.storage.client, aws_priming.storage_calls(here.settings))
 
 
 def after_restore() -> None:

@@ -143,9 +143,9 @@ class TokenCipher:
         return self.seal(connection_id, tokens.model_dump_json().encode())
 
     def prime(self) -> None:
-        self._keys.prime()
         # OpenSSL sets up AES-GCM on its first use (~1 ms); an all-zero key and nonce use no randomness and no secret.
         _aesgcm()(bytes(32)).encrypt(bytes(12), b"", None)
+        self._keys.prime()  # after cryptography's import, whose ABC registrations empty isinstance caches
 
     def renew_data_key(self) -> None:
         self._keys.renew()
