@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 # One attribute of every type the DAL writes and reads (strings, numbers, bytes, booleans, lists, maps): requests and
 # answers shaped like these walk the same shapes of DynamoDB's model as the real ones do.
 _VALUE = {"S": "-"}
-_ITEM = {
+_ITEM: dict[str, Any] = {
     "s": _VALUE,
     "n": {"N": "0"},
     "b": {"B": b"\0"},
@@ -62,7 +62,7 @@ def _wire(value: Any) -> Any:
 def dynamodb_calls(tables: Iterable[str]) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
     """(operation, request, answer) for every DynamoDB operation the request functions make, on each of `tables`,
     with the parameters the DAL passes."""
-    calls = []
+    calls: list[tuple[str, dict[str, Any], dict[str, Any]]] = []
     item, wire_item = _ITEM, _wire(_ITEM)
     for table in tables:
         calls += [
