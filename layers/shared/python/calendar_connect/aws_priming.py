@@ -204,12 +204,11 @@ def _prime_wire() -> None:
 
 
 def storage_calls(settings: Settings) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
-    """`dynamodb_calls` on the deployment's tables."""
-    return dynamodb_calls(
-        (
-            settings.api_clients_table,
-            settings.pending_table,
-            settings.connections_table,
-            settings.webhook_deliveries_table,
-        )
+    """`dynamodb_calls` on the deployment's tables (the webhook deliveries' is optional: "" where unset)."""
+    tables = (
+        settings.api_clients_table,
+        settings.pending_table,
+        settings.connections_table,
+        settings.webhook_deliveries_table,
     )
+    return dynamodb_calls(table for table in tables if table)
