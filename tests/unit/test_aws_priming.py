@@ -75,3 +75,14 @@ def test_the_webhook_deliveries_table_is_primed_only_where_it_is_set():
     settings = Settings(PENDING_TABLE="p", CONNECTIONS_TABLE="c", API_CLIENTS_TABLE="a")
     tables = {request["TableName"] for _, request, _ in aws_priming.storage_calls(settings)}
     assert tables == {"p", "c", "a"}
+
+
+def test_a_call_botocore_refuses_is_skipped_and_the_others_still_primed(dynamodb, caplog):
+    client, _ = dynamodb
+    refused = ("Query", {"TableName": "connections", "IndexName": "x", "KeyConditionExpression": "k = :k"}, {})
+    calls = [refused, *aws_priming.dynamodb_calls(["connections"])[:1]]
+    # When one primed call is one botocore refuses (here an index name shorter than the model allows)
+    aws_priming.prime(client, calls)
+    # Then priming goes on (a speed-up never fails the snapshot), says which operation it skipped, and primes the rest
+    assert "an operation was not primed" in caplog.text
+    assert "output_shape" in vars(client.meta.service_model.operation_model("GetItem"))

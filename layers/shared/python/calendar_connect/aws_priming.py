@@ -24,12 +24,15 @@ from botocore.auth import AUTH_TYPE_MAPS
 from botocore.awsrequest import AWSResponse, HeadersDict
 from botocore.client import BaseClient
 from botocore.credentials import Credentials
+from botocore.exceptions import BotoCoreError, ClientError
 from botocore.regions import EndpointResolverBuiltins
 
 try:
     from urllib3 import HTTPHeaderDict
 except ImportError:  # urllib3 1.26, which some Lambda runtimes' botocore still uses
     from urllib3._collections import HTTPHeaderDict
+
+from .observability import logger
 
 if TYPE_CHECKING:
     from .settings import Settings
@@ -191,7 +194,10 @@ def prime(client: BaseClient, calls: Iterable[tuple[str, dict[str, Any], dict[st
     _ = client.exceptions  # the service's error classes, built on the first error otherwise
     with _answered_in_process(client, answers):
         for operation, request, _answer in calls:
-            make_api_call(client, operation, request)
+            try:
+                make_api_call(client, operation, request)
+            except (BotoCoreError, ClientError) as error:  # a speed-up only: never fail the snapshot over it
+                logger.warning("an operation was not primed", extra={"operation": operation, "error": repr(error)})
     _prime_wire()
 
 
