@@ -6,9 +6,11 @@ everything the handler module pulls in is counted. Prints one JSON line (last on
 own EMF metrics and logs come before it).
 
 With --anatomy, the handler's dependencies are imported one group at a time before the handler module, each
-timed: where a cold start's time goes beyond the floor (one DynamoDB client more than a plain cold start).
+timed: where a cold start's time goes beyond the floor (one DynamoDB client more than a plain cold start); the
+first request is split into its calls and the code's own work around them (bench/call_log.py).
 
-With --restore, the first request of a copy restored from a SnapStart snapshot, emulated with fork.
+With --restore, the first request of a copy restored from a SnapStart snapshot, emulated with fork, with each of
+its calls timed (bench/call_log.py), and the floor's the same way.
 """
 
 import json
