@@ -195,3 +195,37 @@ def compile_cost(modules: list[str]) -> dict[str, tuple[float, int]]:
             compile(path.read_bytes(), str(path), "exec", dont_inherit=True)
         costs[part] = ((time.perf_counter() - started) * 1000, len(paths))
     return costs
+
+
+def restore_steps(ours: ColdRuns, floor: ColdRuns) -> list[tuple[str, float | None, float | None]]:
+    """(step, ours ms, floor ms) of a first request after a restore, medians across runs: the after-restore hooks,
+    each call in the order ours makes them (paired with the floor's same call, when it makes one: by name and
+    occurrence), the floor's calls ours does not make, and each side's own work (its total less its calls)."""
+
+    def named(run: dict[str, Any]) -> dict[str, float]:
+        seen: dict[str, int] = {}
+        calls = {}
+        for name, ms in run["calls"]:
+            seen[name] = seen.get(name, 0) + 1
+            calls[name if seen[name] == 1 else f"{name} ({seen[name]})"] = ms
+        return calls
+
+    def median(runs: ColdRuns, step: str) -> float | None:
+        values = [named(run)[step] for run in runs.runs if step in named(run)]
+        return statistics.median(values) if values else None
+
+    order = list(named(ours.runs[0])) + [step for step in named(floor.runs[0]) if step not in named(ours.runs[0])]
+    rows: list[tuple[str, float | None, float | None]] = [("after-restore hooks", ours.median("restore_ms"), None)]
+    rows += [(step, median(ours, step), median(floor, step)) for step in order]
+
+    def own(runs: ColdRuns, hooks: bool) -> float:
+        return statistics.median(
+            run["first_request_ms"] - (run["restore_ms"] if hooks else 0) - sum(ms for _, ms in run["calls"])
+            for run in runs.runs
+        )
+
+    rows.append(("the code's own work around the calls", own(ours, True), own(floor, False)))
+    rows.append(
+        ("**first request after the restore**", ours.median("first_request_ms"), floor.median("first_request_ms"))
+    )
+    return rows

@@ -6,9 +6,11 @@ everything the handler module pulls in is counted. Prints one JSON line (last on
 own EMF metrics and logs come before it).
 
 With --anatomy, the handler's dependencies are imported one group at a time before the handler module, each
-timed: where a cold start's time goes beyond the floor (one DynamoDB client more than a plain cold start).
+timed: where a cold start's time goes beyond the floor (one DynamoDB client more than a plain cold start); the
+first request is split into its calls and the code's own work around them (bench/call_log.py).
 
-With --restore, the first request of a copy restored from a SnapStart snapshot, emulated with fork.
+With --restore, the first request of a copy restored from a SnapStart snapshot, emulated with fork, with each of
+its calls timed (bench/call_log.py), and the floor's the same way.
 """
 
 import json
@@ -36,6 +38,11 @@ ANATOMY = (
     ),
     ("our code and routes (the rest of the handler module)", (), ""),
 )
+
+
+# The first request of --anatomy, split: the time inside its calls (bench/call_log.py), and the rest.
+FIRST_REQUEST_CALLS = "first request: its DynamoDB and provider calls (new connections, each operation's first call)"
+FIRST_REQUEST_OWN = "first request: the code's own work around the calls (first-use setup, first-use imports)"
 
 
 class _Context:
@@ -91,6 +98,7 @@ def _first_request_after_restore(target: str, event: dict) -> dict:
     the request on new connections (bench/floor.py; the event file names the request)."""
     import importlib
 
+    from bench.call_log import CallLog
     from tests.support.snapstart import restore, restored_copies, take_snapshot
 
     if target == "floor":
@@ -100,11 +108,13 @@ def _first_request_after_restore(target: str, event: dict) -> dict:
         calls = floor.initiate if event["request"] == "initiate" else lambda: floor.callback(event["stateHash"])
 
         def first_request(_: int) -> dict:
+            log = CallLog().install()
             cpu0, t0 = time.process_time(), time.perf_counter()
             calls()
             return {
                 "first_request_ms": (time.perf_counter() - t0) * 1000,
                 "cpu_ms": (time.process_time() - cpu0) * 1000,
+                "calls": log.calls,
             }
 
     else:
@@ -113,6 +123,7 @@ def _first_request_after_restore(target: str, event: dict) -> dict:
         take_snapshot()
 
         def first_request(_: int) -> dict:
+            log = CallLog().install()  # in the copy: priming, in the parent, goes through botocore unwrapped
             cpu0, t0 = time.process_time(), time.perf_counter()
             restore()
             t1 = time.perf_counter()
@@ -122,6 +133,7 @@ def _first_request_after_restore(target: str, event: dict) -> dict:
                 "first_request_ms": (time.perf_counter() - t0) * 1000,
                 "cpu_ms": (time.process_time() - cpu0) * 1000,
                 "status": status,
+                "calls": log.calls,
             }
 
     [answer] = restored_copies(first_request, copies=1, run_hooks=False)
@@ -152,13 +164,18 @@ def main(target: str, event_file: str, anatomy: bool = False, after_restore: boo
         import importlib
 
         handler = importlib.import_module("app").lambda_handler
+        log = None
+        if steps is not None:
+            from bench.call_log import CallLog
+
+            log = CallLog().install()
         t1 = time.perf_counter()
         status = handler(event, _Context())["statusCode"]
         t2 = time.perf_counter()
-        if steps is not None:
-            steps.append(
-                ["first request (DynamoDB and provider calls on new connections, first-use setup)", (t2 - t1) * 1000]
-            )
+        if log is not None and steps is not None:  # httpx's import, made ahead by the log, counts as the request's
+            calls = log.total_ms()
+            steps.append([FIRST_REQUEST_CALLS, calls])
+            steps.append([FIRST_REQUEST_OWN, (t2 - t1) * 1000 - calls + log.import_ms])
     cpu = time.process_time() - cpu0
     import resource
 

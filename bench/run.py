@@ -19,6 +19,7 @@ from bench.cold import (
     lambda_site,
     measure_cold,
     measure_restore,
+    restore_steps,
 )
 from bench.keepalive import keepalive_section, measure_keepalive
 from bench.layer import LayerSize, measure_layer
@@ -189,6 +190,28 @@ def anatomy_table(anatomy: dict[str, ColdRuns], floor: ColdRuns, card: ColdRuns)
     return "\n".join(lines)
 
 
+def restore_table(restored: dict[str, ColdRuns]) -> str:
+    """Where each function's first request after a restore goes, step by step, against the floor's."""
+    lines = []
+    for name, request in RESTORED.items():
+        ours, floor = restored[name], restored[f"floor {request}"]
+        lines += [
+            f"Where {name}'s first request after a SnapStart restore goes ({request}; medians of {len(ours.runs)} "
+            "restored copies, each step's median on its own, so the steps need not add up to the total; a call's "
+            "time is botocore's or httpx's work, the X-Ray subsegment on our side, and the round trip on a new "
+            "connection):",
+            "",
+            "| step | ours | floor | beyond the floor |",
+            "| --- | ---: | ---: | ---: |",
+        ]
+        for step, mine, theirs in restore_steps(ours, floor):
+            beyond = f"{(mine or 0) - (theirs or 0):+.1f} ms"
+            cells = [f"{value:.1f} ms" if value is not None else "none" for value in (mine, theirs)]
+            lines.append(f"| {step} | {cells[0]} | {cells[1]} | {beyond} |")
+        lines.append("")
+    return "\n".join(lines).rstrip("\n")
+
+
 def warm_split(warm: list[Latencies]) -> str:
     lines = [
         "Warm requests split: the code's own work (time outside the DynamoDB and provider calls, per request, "
@@ -282,6 +305,8 @@ def main(argv: list[str] | None = None) -> int:
             webhook_rows(webhooks),
             "",
             anatomy_table(anatomy, cold["floor"], cold["card-floor"]),
+            "",
+            restore_table(restored),
             "",
             warm_split(warm),
             "",

@@ -10,6 +10,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import socket
+import threading
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
@@ -34,6 +37,8 @@ def _socket_count() -> int:
 def _connect_once(number: int) -> dict[str, Any]:
     """One connect flow in a restored copy: initiate (Wix, Google), then the provider's callback; what it made."""
     import sys
+
+    from aws_xray_sdk.core import xray_recorder
 
     from calendar_connect import deployment
     from calendar_connect.secret_hashes import hash_secret
@@ -68,6 +73,7 @@ def _connect_once(number: int) -> dict[str, Any]:
         "connectionId": connection_id,
         "dataKey": wrapped_key(record.tokens).hex() if record and record.tokens else None,
         "imported": sorted(set(sys.modules) - modules_before),
+        "traceEmitter": id(xray_recorder.emitter),  # the same object in two processes has the same id after a fork
     }
 
 
@@ -85,9 +91,15 @@ def primed_parent(run_hooks: str) -> None:
     # In AWS the cipher's data key comes from KMS. The worst case: init already made one, so the snapshot holds it.
     here.__dict__["cipher"] = TokenCipher(KmsKeySource("alias/calendar-connect-tokens", client=LocalKms()))
     snapshot_key = wrapped_key(here.cipher.encrypt("made-at-init", TokenSet(access_token="a", expires_at=0)))
+    from aws_xray_sdk.core import xray_recorder
+
     sockets_before = _socket_count()
     take_snapshot()
-    primed = {"sockets_opened": _socket_count() - sockets_before, "snapshot_key": snapshot_key.hex()}
+    primed = {
+        "sockets_opened": _socket_count() - sockets_before,
+        "snapshot_key": snapshot_key.hex(),
+        "traceEmitter": id(xray_recorder.emitter),
+    }
     copies = restored_copies(_connect_once, run_hooks=run_hooks == "hooks")
     print(json.dumps({**primed, "copies": copies}))
 
@@ -123,16 +135,21 @@ def test_two_copies_of_one_primed_snapshot_make_their_own_secrets_and_both_conne
     assert first["verifier"] != second["verifier"]
     assert first["connectionId"] != second["connectionId"]
     assert len({first["dataKey"], second["dataKey"], run["snapshot_key"]}) == 3
+    # And each sends its X-Ray subsegments through its own socket, not the snapshot's
+    assert run["traceEmitter"] not in {first["traceEmitter"], second["traceEmitter"]}
     # And each copy redeemed its code with its own verifier (PKCE), at the real token endpoint
     sent = [r.form.get("code_verifier") for r in provider_server.requests_to("/google/token")]
     assert sent == [first["verifier"], second["verifier"]]
 
 
-def test_without_the_after_restore_hooks_the_copies_would_share_the_snapshots_data_key(environment, provider_server):
+def test_without_the_after_restore_hooks_the_copies_would_share_the_snapshots_data_key_and_trace_socket(
+    environment, provider_server
+):
     # Given the same primed parent, and copies that skip the after-restore hooks (what the hooks guard against)
     run = _run(environment, provider_server, run_hooks=False)
     # Then both copies encrypt with the data key the snapshot holds: the hooks are what makes them differ
     assert {copy["dataKey"] for copy in run["copies"]} == {run["snapshot_key"]}
+    assert {copy["traceEmitter"] for copy in run["copies"]} == {run["traceEmitter"]}
 
 
 def test_priming_opens_no_connection_and_leaves_a_first_request_nothing_to_import(environment, provider_server):
@@ -149,3 +166,140 @@ def test_priming_opens_no_connection_and_leaves_a_first_request_nothing_to_impor
             in {"calendar_connect", "pydantic", "httpx", "httpcore", "cryptography", "aws_lambda_powertools", "yaml"}
         ]
         assert ours == [], ours
+
+
+class AwsEndpoint:
+    """A real TCP listener standing for DynamoDB's and KMS's endpoints, and a UDP socket for the X-Ray daemon: what
+    reaches each. Every HTTP request is answered 200 `{}`."""
+
+    def __init__(self) -> None:
+        self._tcp = socket.create_server(("127.0.0.1", 0))
+        self._udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self._udp.bind(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self._tcp.getsockname()[1]}"
+        self.daemon = f"127.0.0.1:{self._udp.getsockname()[1]}"
+        self.connections = 0
+        self.requests: list[bytes] = []
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                connection, _ = self._tcp.accept()
+            except OSError:  # closed: the test is over
+                return
+            self.connections += 1
+            with connection:
+                received = b""
+                while b"\r\n\r\n" not in received:
+                    received += connection.recv(65536)
+                head, _, body = received.partition(b"\r\n\r\n")
+                length = next(
+                    (
+                        int(line.split(b":")[1])
+                        for line in head.split(b"\r\n")
+                        if line.lower().startswith(b"content-length:")
+                    ),
+                    0,
+                )
+                while len(body) < length:
+                    body += connection.recv(65536)
+                self.requests.append(head + b"\r\n\r\n" + body)
+                answer = b"{}"
+                connection.sendall(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: application/x-amz-json-1.0\r\nConnection: close\r\n"
+                    + b"Content-Length: %d\r\n\r\n" % len(answer)
+                    + answer
+                )
+
+    def datagrams(self) -> list[bytes]:
+        self._udp.setblocking(False)
+        received = []
+        with contextlib.suppress(BlockingIOError):
+            while True:
+                received.append(self._udp.recv(65536))
+        return received
+
+    def __enter__(self) -> AwsEndpoint:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: Any) -> None:
+        self._tcp.close()
+        self._thread.join(timeout=5)
+        self._udp.close()
+
+
+@pytest.fixture
+def aws_endpoint() -> Iterator[AwsEndpoint]:
+    with AwsEndpoint() as endpoint:
+        yield endpoint
+
+
+DYNAMODB_OPERATIONS = ("GetItem", "PutItem", "UpdateItem", "Query")
+KMS_OPERATIONS = ("GenerateDataKey", "Decrypt")
+
+
+def primed_then_one_call() -> None:
+    """The fresh interpreter's work: the snapshot's priming, what it set up, then one real call (after priming, before
+    any restore) that must reach the endpoint, signed with the client's own credentials."""
+    import abc
+
+    from calendar_connect import aws_priming, deployment
+    from tests.support.lambda_runtime import handler_module
+    from tests.support.snapstart import take_snapshot
+
+    handler_module("InitiateFunction")
+    handler_module("CallbackFunction")
+    # The ABC cache token after each priming of calls: an ABC registered later empties the isinstance caches they filled
+    tokens = {}
+    prime = aws_priming.prime
+
+    def prime_and_note(client: Any, calls: Any) -> None:
+        prime(client, calls)
+        tokens[client.meta.service_model.service_name] = abc.get_cache_token()
+
+    aws_priming.prime = prime_and_note
+    take_snapshot()
+    aws_priming.prime = prime
+    here = deployment.current()
+    kms = here.cipher._keys._kms()  # the token cipher's own KMS client (TOKEN_KMS_KEY_ID is set)
+
+    def set_up(client: Any, operation: str) -> bool:
+        # A cached property is in the instance's __dict__ once built: the shapes a first call resolves.
+        model = vars(client.meta.service_model.operation_model(operation))
+        return "input_shape" in model and "output_shape" in model
+
+    primed = {f"dynamodb {op}": set_up(here.storage.client, op) for op in DYNAMODB_OPERATIONS}
+    primed |= {f"kms {op}": set_up(kms, op) for op in KMS_OPERATIONS}
+    here.storage.client.get_item(TableName="after-priming", Key={"clientId": {"S": "after-priming"}})
+    caches_kept = tokens == {"dynamodb": abc.get_cache_token(), "kms": abc.get_cache_token()}
+    print(json.dumps({"primed": primed, "kms_endpoint": kms.meta.endpoint_url, "caches_kept": caches_kept}))
+
+
+def test_priming_sets_up_every_operation_and_sends_nothing(environment, aws_endpoint):
+    # Given DynamoDB's and KMS's endpoints and the X-Ray daemon on listeners of this test, and the KMS cipher of AWS
+    env = {
+        **environment,
+        "DYNAMODB_ENDPOINT": aws_endpoint.url,
+        "AWS_ENDPOINT_URL_KMS": aws_endpoint.url,
+        "TOKEN_KMS_KEY_ID": "alias/calendar-connect-tokens",
+        "AWS_XRAY_DAEMON_ADDRESS": aws_endpoint.daemon,
+        "POWERTOOLS_TRACE_DISABLED": "false",  # traced, as deployed
+    }
+    # When a fresh interpreter primes as before a snapshot, then makes one call of its own
+    script = "from tests.integration.test_snapstart import primed_then_one_call; primed_then_one_call()"
+    run = run_in_fresh_interpreter("callback", script, env=env)
+    # Then every DynamoDB and KMS operation the functions make was set up before the snapshot
+    assert run["kms_endpoint"] == aws_endpoint.url
+    assert run["primed"] == {name: True for name in run["primed"]} and len(run["primed"]) == 6, run["primed"]
+    # And nothing after the DynamoDB calls' priming emptied the isinstance caches they filled (no ABC registered since)
+    assert run["caches_kept"]
+    # And only the call made after priming reached the endpoint: one connection, signed with the client's credentials
+    assert aws_endpoint.connections == 1
+    [request] = aws_endpoint.requests
+    assert b"after-priming" in request
+    assert f"Credential={environment['AWS_ACCESS_KEY_ID']}/".encode() in request
+    # And no X-Ray subsegment was sent for priming: the daemon got only the traced call's
+    datagrams = aws_endpoint.datagrams()
+    assert datagrams and all(b"after-priming" in datagram for datagram in datagrams), datagrams

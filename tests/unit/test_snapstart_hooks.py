@@ -24,9 +24,10 @@ def test_each_handler_module_registers_the_shared_hooks_and_the_initiate_its_rou
     # When each handler module is imported as Lambda imports it
     callback = run_in_fresh_interpreter("callback", _PROBE)
     initiate = run_in_fresh_interpreter("initiate", _PROBE)
-    # Then both prime the deployment before the snapshot and renew it after a restore
+    # Then both prime the deployment before the snapshot and renew it and the X-Ray socket after a restore
     shared = "calendar_connect.deployment.prime"
-    assert callback == {"before": [shared], "after": ["calendar_connect.deployment.after_restore"]}
+    renew = ["calendar_connect.deployment.after_restore", "calendar_connect.observability.renew_trace_emitter"]
+    assert callback == {"before": [shared], "after": renew}
     # And the management API also compiles every route's validation before the snapshot
     assert initiate["before"] == sorted(
         [shared, "aws_lambda_powertools.event_handler.api_gateway.ApiGatewayResolver.get_openapi_schema"]
@@ -42,6 +43,28 @@ def test_after_restore_reseeds_the_random_module():
     deployment.after_restore()
     # Then it draws from a state of its own
     assert random.getstate() != state
+
+
+def test_after_restore_the_x_ray_sdk_sends_through_a_socket_of_its_own_to_the_same_daemon():
+    from aws_xray_sdk.core import xray_recorder
+    from aws_xray_sdk.core.emitters.udp_emitter import UDPEmitter
+
+    from calendar_connect import observability
+
+    # Given the X-Ray SDK's emitter as the snapshot holds it
+    snapshot = xray_recorder.emitter
+    snapshot_socket = snapshot._socket
+    assert type(snapshot) is UDPEmitter
+    try:
+        # When a copy is restored
+        observability.renew_trace_emitter()
+        # Then it sends to the same daemon through a new socket, and the snapshot's is closed in this copy
+        renewed = xray_recorder.emitter
+        assert renewed is not snapshot and renewed._socket is not snapshot_socket
+        assert (renewed.ip, renewed.port) == (snapshot.ip, snapshot.port)
+        assert snapshot_socket.fileno() == -1
+    finally:
+        xray_recorder.emitter = UDPEmitter(f"{snapshot.ip}:{snapshot.port}")
 
 
 def test_a_kms_data_key_made_before_the_snapshot_is_not_used_after_a_restore():
@@ -64,6 +87,9 @@ def test_priming_makes_the_kms_client_but_no_data_key():
     source.prime()
     # Then its client exists (no call was made: no region's KMS is reachable here) and it holds no data key
     assert source._client is not None and source._current is None
+    # And each of its operations was set up by a call answered in-process (aws_priming)
+    for operation in ("GenerateDataKey", "Decrypt"):
+        assert "input_shape" in vars(source._client.meta.service_model.operation_model(operation))
 
 
 def test_the_secrets_manager_client_is_made_once_and_a_secret_fetched_only_when_first_needed(monkeypatch):

@@ -96,12 +96,13 @@ def reset() -> None:
 def prime() -> None:
     """Before a SnapStart snapshot: set up, as a first request would, what every restored copy may share, opening no
     connection and generating nothing unique: settings, the provider configuration, the DynamoDB client (its service
-    model), the token cipher (its KMS client, no data key), the provider HTTP client (its TLS context), the Secrets
-    Manager reader's client (no secret), every model's validators, and the modules a request imports on first use.
-    No provider session: each holds a client secret, which no snapshot may."""
+    model and each operation's first call: aws_priming), the token cipher (its KMS client and operations, no data key),
+    the provider HTTP client (its TLS context), the Secrets Manager reader's client (no secret), every model's
+    validators, and the modules a request imports on first use. No provider session: each holds a client secret,
+    which no snapshot may."""
     from pydantic import BaseModel
 
-    from . import api_models, records
+    from . import api_models, aws_priming, records
 
     here = current()
     _ = here.providers, here.storage  # cached properties: built by reading them
@@ -112,6 +113,8 @@ def prime() -> None:
         for model in vars(module).values():
             if isinstance(model, type) and issubclass(model, BaseModel) and model.__module__ == module.__name__:
                 model.model_rebuild()
+    # Last: an import after it (cryptography's, say) registers ABCs, which empties the isinstance caches it filled.
+    aws_priming.prime(here.storage.client, aws_priming.storage_calls(here.settings))
 
 
 def after_restore() -> None:

@@ -165,3 +165,19 @@ def follow_attempt(state_hash: str) -> str:
 
 def follow_connection(connection_id: str) -> None:
     logger.append_keys(connectionId=connection_id)
+
+
+def renew_trace_emitter() -> None:
+    """After a SnapStart restore: the X-Ray SDK's own UDP socket to the daemon, made at import, is the snapshot's in
+    every copy; each copy gets its own, to the same daemon address. An emitter configured otherwise is left alone."""
+    import sys
+
+    if "aws_xray_sdk.core" not in sys.modules:  # tracing never imported it: nothing to renew
+        return
+    from aws_xray_sdk.core import xray_recorder
+    from aws_xray_sdk.core.emitters.udp_emitter import UDPEmitter
+
+    snapshot = xray_recorder.emitter
+    if type(snapshot) is UDPEmitter:
+        xray_recorder.emitter = UDPEmitter(f"{snapshot.ip}:{snapshot.port}")
+        snapshot._socket.close()  # no public close; this copy's duplicate of the snapshot's socket

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from . import deployment
+from . import deployment, observability
 
 try:
     from snapshot_restore_py import register_after_restore, register_before_snapshot
@@ -28,3 +28,4 @@ __all__ = ["register_after_restore", "register_before_snapshot"]
 
 register_before_snapshot(deployment.prime)
 register_after_restore(deployment.after_restore)
+register_after_restore(observability.renew_trace_emitter)

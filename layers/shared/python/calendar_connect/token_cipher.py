@@ -109,7 +109,15 @@ class KmsKeySource:
         return self._unwrapped[wrapped]
 
     def prime(self) -> None:
-        self._kms()  # the client only: a data key made now would be in every copy of the snapshot
+        # The client and its operations' setup (answered in-process: aws_priming), no data key: one made now would
+        # be in every copy of the snapshot.
+        from botocore.client import BaseClient
+
+        from . import aws_priming
+
+        client = self._kms()
+        if isinstance(client, BaseClient):
+            aws_priming.prime(client, aws_priming.kms_calls(self._key_id, _CONTEXT))
 
     def renew(self) -> None:
         # Every container restored from one snapshot would otherwise encrypt with the same data key (and random
@@ -135,9 +143,9 @@ class TokenCipher:
         return self.seal(connection_id, tokens.model_dump_json().encode())
 
     def prime(self) -> None:
-        self._keys.prime()
         # OpenSSL sets up AES-GCM on its first use (~1 ms); an all-zero key and nonce use no randomness and no secret.
         _aesgcm()(bytes(32)).encrypt(bytes(12), b"", None)
+        self._keys.prime()  # after cryptography's import, whose ABC registrations empty isinstance caches
 
     def renew_data_key(self) -> None:
         self._keys.renew()
