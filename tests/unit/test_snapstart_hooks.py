@@ -28,9 +28,14 @@ def test_each_handler_module_registers_the_shared_hooks_and_the_initiate_its_rou
     shared = "calendar_connect.deployment.prime"
     renew = ["calendar_connect.deployment.after_restore", "calendar_connect.observability.renew_trace_emitter"]
     assert callback == {"before": [shared], "after": renew}
-    # And the management API also compiles every route's validation before the snapshot
+    # And the management API also compiles every route's validation and builds each dialect's models before it
     assert initiate["before"] == sorted(
-        [shared, "aws_lambda_powertools.event_handler.api_gateway.ApiGatewayResolver.get_openapi_schema"]
+        [
+            shared,
+            "aws_lambda_powertools.event_handler.api_gateway.ApiGatewayResolver.get_openapi_schema",
+            "calendar_connect.dialects.teamup.api.prime",
+            "calendar_connect.dialects.wix.api.prime",
+        ]
     )
     assert initiate["after"] == callback["after"]
 

@@ -81,9 +81,11 @@ def _request() -> TeamUpInitiateRequest:
         ) from None
 
 
-# Before a SnapStart snapshot, as deployment.prime builds the shared models: built on first use otherwise.
-for _model in (TeamUpInitiateRequest, TeamUpInitiateResponse):
-    register_before_snapshot(_model.model_rebuild)
+@register_before_snapshot
+def prime() -> None:
+    """Before a SnapStart snapshot, as deployment.prime builds the shared models: built on first use otherwise."""
+    for model in (TeamUpInitiateRequest, TeamUpInitiateResponse):
+        model.model_rebuild()
 
 
 @router.post(

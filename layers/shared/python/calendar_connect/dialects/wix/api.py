@@ -38,9 +38,11 @@ class ConnectByOAuthResponse(BaseModel):
     expiresAt: str
 
 
-# Before a SnapStart snapshot, as deployment.prime builds the shared models: built on first use otherwise.
-for _model in (ConnectByOAuthRequest, ConnectByOAuthResponse):
-    register_before_snapshot(_model.model_rebuild)
+@register_before_snapshot
+def prime() -> None:
+    """Before a SnapStart snapshot, as deployment.prime builds the shared models: built on first use otherwise."""
+    for model in (ConnectByOAuthRequest, ConnectByOAuthResponse):
+        model.model_rebuild()
 
 
 @router.post(CONNECT_BY_OAUTH, responses=documented_answers(403, 404, 428))
