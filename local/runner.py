@@ -203,6 +203,7 @@ class LocalStack:
         for layer in _layer_dirs(template):
             if str(layer) not in sys.path:
                 sys.path.insert(0, str(layer))
+        from calendar_connect.routes import CALLBACK  # the layer's, now on the path
 
         if not _port_is_free(settings.dynamodb_port):
             raise RuntimeError(
@@ -229,7 +230,7 @@ class LocalStack:
         self.sandbox_url = sandbox_server.url
         self.sandbox = SandboxProvider(
             self.sandbox_url,
-            [SandboxClient(SANDBOX_CLIENT_ID, sandbox_secret, (self.public_base_url + "/oauth2/callback",))],
+            [SandboxClient(SANDBOX_CLIENT_ID, sandbox_secret, (self.public_base_url + CALLBACK,))],
             access_token_seconds=settings.sandbox_access_token_seconds,
         )
         sandbox_holder["app"] = self.sandbox
@@ -402,6 +403,8 @@ class LocalStack:
 
 
 def _banner(stack: LocalStack) -> str:
+    from calendar_connect.routes import CALLBACK  # the layer is on the path once the stack has started
+
     assert stack.dynamodb is not None
     return "\n".join(
         [
@@ -409,7 +412,7 @@ def _banner(stack: LocalStack) -> str:
             f"Calendar Connect is running on {stack.base_url}",
             f"  demo:            {stack.base_url}/",
             f"  API:             {stack.base_url}/v2/external-calendars/...",
-            f"  OAuth callback:  {stack.public_base_url}/oauth2/callback",
+            f"  OAuth callback:  {stack.public_base_url}{CALLBACK}",
             f"  sandbox provider {stack.sandbox_url} (provider id {SANDBOX_ID})",
             f"  DynamoDB Local   {stack.dynamodb.endpoint}",
             f"  dev API key:     {stack.api_key}",

@@ -20,10 +20,10 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import pytest
 
 from calendar_connect import connections, deployment
-from calendar_connect.connect_flow import connection_id_for
+from calendar_connect.connect_flow import connected_record, connection_id_for
 from calendar_connect.dal import InvalidCursor
 from calendar_connect.deployment import Deployment
-from calendar_connect.records import ConnectionRecord, ConnectionStatus, TokenSet
+from calendar_connect.records import ConnectionStatus, TokenSet
 from calendar_connect.timestamps import iso
 from local.template import ROOT
 from tests.conftest import GOOGLE_CLIENT_ID, MICROSOFT_CLIENT_ID
@@ -76,22 +76,19 @@ def seed(
         refresh_token=refresh_token or f"rt-{secrets.token_urlsafe(18)}",
         expires_at=now + expires_in,
     )
+    account = (account_id, "person@example.com")
     here.storage.connections.upsert_connected(
-        ConnectionRecord(
-            connectionId=connection_id,
-            clientId=client_id,
-            providerId=provider_id,
-            calendarType=provider.calendar_type,
-            scheduleId=schedule_id,
-            externalAccountId=account_id,
-            externalAccountEmail="person@example.com",
-            scopesGranted=list(provider.scopes),
-            status=ConnectionStatus.CONNECTED,
-            createdAt=iso(now),
-            updatedAt=iso(now),
-            tokens=here.cipher.encrypt(connection_id, tokens),
-            accessTokenExpiresAt=tokens.expires_at,
-            keepAliveDueAt=keepalive_due_at if keepalive_due_at is not None else provider.next_keepalive_at(now),
+        connected_record(
+            here,
+            connection_id,
+            client_id,
+            provider,
+            schedule_id,
+            account,
+            list(provider.scopes),
+            tokens,
+            now,
+            keepalive_due_at,
         )
     )
     return Seeded(connection_id, tokens)

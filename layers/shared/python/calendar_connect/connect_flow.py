@@ -28,7 +28,7 @@ from .observability import (
 )
 from .provider_session import ProviderSession, ProviderUnusable, Unusable, with_query
 from .providers import Provider
-from .records import ApiClient, ConnectionRecord, ConnectionStatus, PendingAuthorization
+from .records import ApiClient, ConnectionRecord, ConnectionStatus, PendingAuthorization, TokenSet
 from .return_urls import is_allowed, validate_return_url
 from .routes import CALLBACK, START
 from .secret_hashes import hash_secret
@@ -364,6 +364,40 @@ def _code(provider: Provider, params: dict[str, str]) -> str:
     return code
 
 
+def connected_record(
+    deployment: Deployment,
+    connection_id: str,
+    client_id: str,
+    provider: Provider,
+    schedule_id: str,
+    account: tuple[str, str | None],
+    scopes: list[str],
+    tokens: TokenSet,
+    now: int,
+    keepalive_due_at: int | None = None,
+) -> ConnectionRecord:
+    """A CONNECTED connection as the callback stores it: `account` its id and e-mail, the tokens sealed to the
+    connection's id, the next keep-alive (default: the provider's) due from `now`."""
+    account_id, email = account
+    stamp = iso(now)
+    return ConnectionRecord(
+        connectionId=connection_id,
+        clientId=client_id,
+        providerId=provider.id,
+        tokens=deployment.cipher.encrypt(connection_id, tokens),  # sealed to the connection's id
+        calendarType=provider.calendar_type,
+        scheduleId=schedule_id,
+        externalAccountId=account_id,
+        externalAccountEmail=email,
+        keepAliveDueAt=provider.next_keepalive_at(now) if keepalive_due_at is None else keepalive_due_at,
+        scopesGranted=scopes,
+        status=ConnectionStatus.CONNECTED,
+        createdAt=stamp,
+        updatedAt=stamp,
+        accessTokenExpiresAt=tokens.expires_at,
+    )
+
+
 def _connect(deployment: Deployment, pending: PendingAuthorization, params: dict[str, str], now: int) -> str:
     session, code = _session_and_code(deployment, pending, params)
     provider = session.provider
@@ -387,22 +421,16 @@ def _connect(deployment: Deployment, pending: PendingAuthorization, params: dict
         logger.warning("account identification failed", extra={"cause": error.reason})
         raise AuthorizationFailure("internal", "provider_error") from None
     connection_id = connection_id_for(pending.clientId, provider.id, pending.scheduleId, account_id)
-    stamp = iso(now)
-    record = ConnectionRecord(
-        connectionId=connection_id,
-        clientId=pending.clientId,
-        providerId=provider.id,
-        calendarType=provider.calendar_type,
-        scheduleId=pending.scheduleId,
-        externalAccountId=account_id,
-        externalAccountEmail=email,
-        scopesGranted=granted,
-        status=ConnectionStatus.CONNECTED,
-        createdAt=stamp,
-        updatedAt=stamp,
-        tokens=deployment.cipher.encrypt(connection_id, tokens),
-        accessTokenExpiresAt=tokens.expires_at,
-        keepAliveDueAt=provider.next_keepalive_at(now),
+    record = connected_record(
+        deployment,
+        connection_id,
+        pending.clientId,
+        provider,
+        pending.scheduleId,
+        (account_id, email),
+        granted,
+        tokens,
+        now,
     )
     try:
         deployment.storage.connections.upsert_connected(record)

@@ -226,38 +226,36 @@ class ApiClients(_Table):
 
     def create_webhook(self, client_id: str, url: str, sealed_secrets: bytes, updated_at: str) -> bool:
         """False when the client already has one (or no longer exists)."""
-        return self._applies(
-            {"clientId": client_id},
-            "SET webhookUrl = :url, webhookSecrets = :secrets, webhookUpdatedAt = :at",
-            _values(url=url, secrets=sealed_secrets, at=updated_at),
-            "attribute_exists(clientId) AND attribute_not_exists(webhookUrl)",
-        )
+        return self._change_webhook("create", client_id, url=url, secrets=sealed_secrets, at=updated_at)
 
     def set_webhook_url(self, client_id: str, url: str, updated_at: str) -> bool:
-        return self._applies(
-            {"clientId": client_id},
-            "SET webhookUrl = :url, webhookUpdatedAt = :at",
-            _values(url=url, at=updated_at),
-            "attribute_exists(webhookUrl)",
-        )
+        return self._change_webhook("set_url", client_id, url=url, at=updated_at)
 
     def replace_webhook_secrets(self, client_id: str, expected: bytes, sealed_secrets: bytes, updated_at: str) -> bool:
         """Optimistic: False when the secrets changed since `expected` was read (or the webhook is gone)."""
-        return self._applies(
-            {"clientId": client_id},
-            "SET webhookSecrets = :secrets, webhookUpdatedAt = :at",
-            _values(secrets=sealed_secrets, at=updated_at, expected=expected),
-            "webhookSecrets = :expected",
+        return self._change_webhook(
+            "replace_secrets", client_id, secrets=sealed_secrets, at=updated_at, expected=expected
         )
 
     def delete_webhook(self, client_id: str) -> bool:
         """True when there was one to delete."""
-        return self._applies(
-            {"clientId": client_id},
-            "REMOVE webhookUrl, webhookSecrets, webhookUpdatedAt",
-            {},
-            "attribute_exists(webhookUrl)",
-        )
+        return self._change_webhook("delete", client_id)
+
+    def _change_webhook(self, change: str, client_id: str, **values: Any) -> bool:
+        update, condition = _WEBHOOK_CHANGES[change]
+        return self._applies({"clientId": client_id}, update, _values(**values), condition)
+
+
+# Each change of a client's webhook: its update and the condition under which it applies.
+_WEBHOOK_CHANGES = {
+    "create": (
+        "SET webhookUrl = :url, webhookSecrets = :secrets, webhookUpdatedAt = :at",
+        "attribute_exists(clientId) AND attribute_not_exists(webhookUrl)",
+    ),
+    "set_url": ("SET webhookUrl = :url, webhookUpdatedAt = :at", "attribute_exists(webhookUrl)"),
+    "replace_secrets": ("SET webhookSecrets = :secrets, webhookUpdatedAt = :at", "webhookSecrets = :expected"),
+    "delete": ("REMOVE webhookUrl, webhookSecrets, webhookUpdatedAt", "attribute_exists(webhookUrl)"),
+}
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """Every route's path but the dialects' own (dialects/*/__init__.py), written once.
 
-The functions route by these, the flow builds its browser URLs from them, the local runner and demo call them, and
-tests/unit/test_routes.py holds template.yaml's HttpApi events to them. Path parameters in Powertools' `<name>`.
+The functions route by these, the flow builds its browser URLs from them, the local runner registers the callback
+with its sandbox provider, and tests/unit/test_dialects_at_the_edge.py holds template.yaml's HttpApi events to them.
+Path parameters in Powertools' `<name>`. The demo site (local/demo.py) writes the paths as a website would.
 """
 
 from __future__ import annotations
