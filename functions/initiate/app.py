@@ -30,7 +30,7 @@ from calendar_connect.api_models import (
 )
 from calendar_connect.dialects.teamup import api as teamup
 from calendar_connect.dialects.wix import api as wix
-from calendar_connect.errors import InvalidArgument, NotFound, PayloadTooLarge
+from calendar_connect.errors import ApiError, InvalidArgument, NotFound, PayloadTooLarge, StorageUnavailable
 from calendar_connect.http_answers import JSON, api_error, error_event_response
 from calendar_connect.observability import logger, metrics, tracer
 from calendar_connect.records import ApiClient
@@ -172,7 +172,7 @@ def _handle(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         # Parsers and validators recurse once per level: a deep body would end in RecursionError, a 500.
         if is_json(headers.get("content-type", "")) and json_nesting_exceeds(body):
             raise InvalidArgument.for_field("body", f"nested deeper than {MAX_JSON_DEPTH} levels")
-    except Exception as error:
+    except (ApiError, StorageUnavailable) as error:  # anything else is a bug of ours: the invocation fails, alarmed
         return error_event_response(api_error(error))
     app.append_context(api_client=client)
     answer = app.resolve(event, context)

@@ -130,3 +130,18 @@ def test_a_body_powertools_cannot_read_is_a_400_malformed_body(
     assert violations == [{"field": "body", "description": "malformed body"}]
     assert answer["headers"]["Cache-Control"] == "no-store"
     assert "unexpected error" not in log_lines()
+
+
+def test_a_bug_of_ours_before_routing_fails_the_invocation_so_the_errors_alarm_counts_it(monkeypatch):
+    # Given code before routing that fails in a way no domain error says (a bug, not bad input or an outage)
+    from tests.support.lambda_runtime import handler_module
+
+    app = handler_module("InitiateFunction")
+
+    def broken(*_: Any) -> None:
+        raise RuntimeError("a bug of ours")
+
+    monkeypatch.setattr(app, "authenticate", broken)
+    # When a request comes in, then the invocation fails (a Lambda error, as before the refactor), not a quiet 500
+    with pytest.raises(RuntimeError, match="a bug of ours"):
+        invoke("InitiateFunction", load_event("providers-list.json"))
