@@ -4,6 +4,7 @@ order the flow has always checked; and one reset that forgets every container ca
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -15,6 +16,7 @@ from calendar_connect.dialects import Dialect
 from calendar_connect.provider_session import ProviderUnusable, Unusable
 from calendar_connect.settings import get_settings
 from tests.integration.test_callback import callback, connected, failed, start, tokens_for
+from tests.support.lambda_runtime import invoke, load_event
 from tests.support.provider_server import Answer
 
 pytestmark = pytest.mark.usefixtures("example_client")
@@ -165,3 +167,16 @@ def test_the_start_hop_of_a_provider_whose_client_was_removed_goes_home_with_the
     answer = hop(attempt.state)
     # Then it goes back to the website with the failure, never to Google with an unusable (empty) client id
     assert failed(answer, Dialect.WIX) == ("internal", "provider_error")
+
+
+def test_a_refused_return_url_is_answered_before_any_call_to_the_provider(provider_server):
+    # Given a provider found by issuer discovery, not yet discovered in this container
+    event = load_event("initiate-wix.json")
+    event["body"] = json.dumps(
+        {"providerId": "generic", "scheduleId": "staff-1", "redirectUrl": "https://elsewhere.example/back"}
+    )
+    # When a client asks to start with a return URL outside its prefixes
+    answer = invoke("InitiateFunction", event)
+    # Then it is the 403, and the provider's metadata was not fetched for it
+    assert answer["statusCode"] == 403
+    assert provider_server.requests_to(DISCOVERY) == []

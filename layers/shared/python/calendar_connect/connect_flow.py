@@ -69,18 +69,10 @@ def start_authorization(
     use, ProviderUnusable; storage down, StorageUnavailable.
     """
     return_url = validate_return_url(return_url)  # normalised (again, at no cost): checked, stored, redirected to
-    unreachable: ProviderUnusable | None = None
-    try:
-        session: ProviderSession | None = deployment.oauth(provider.id)
-    except ProviderUnusable as unusable:
-        if unusable.reason is not Unusable.DISCOVERY_FAILED:
-            raise
-        session, unreachable = None, unusable  # metadata down: a return URL this client may not use is said first
+    entry, configured = deployment.oauth_client(provider.id)  # no network call: a refused return URL makes none
     if not is_allowed(return_url, client.allowedReturnUrlPrefixes):
         raise ReturnUrlNotAllowed()
-    if session is None:
-        assert unreachable is not None
-        raise unreachable
+    session = deployment.session(entry, configured)
     provider = session.provider
 
     now = int(time.time()) if now is None else now

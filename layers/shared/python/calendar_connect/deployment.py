@@ -11,7 +11,7 @@ from functools import cached_property
 from typing import Any
 
 from . import credentials, oauth_client, provider_session
-from .credentials import CredentialsUnreadable, resolve, stored_credentials
+from .credentials import ClientCredentials, CredentialsUnreadable, resolve, stored_credentials
 from .dal import Storage
 from .provider_session import ProviderSession, ProviderUnusable, Unusable, open_session
 from .providers import Provider, load_providers
@@ -41,10 +41,14 @@ class Deployment:
 
     def oauth(self, provider_id: str) -> ProviderSession:
         """The provider's session, or ProviderUnusable saying why there is none, checked in this order: unknown,
-        not OAuth, credentials unreadable, not configured (no OAuth client here), discovery failed.
+        not OAuth, credentials unreadable, not configured (no OAuth client here), discovery failed."""
+        return self.session(*self.oauth_client(provider_id))
 
-        The credentials in force are read on every call (Powertools keeps them 5 minutes), once per flow; the session
-        is built again only when they differ from its own, so a rotated secret lands as soon as it is read."""
+    def oauth_client(self, provider_id: str) -> tuple[Provider, ClientCredentials]:
+        """The provider's entry and its OAuth client in force, without any network call to the provider: the first
+        four of oauth()'s checks, for a caller with a check of its own to make before discovery.
+
+        The credentials in force are read on every call (Powertools keeps them 5 minutes), once per flow."""
         entry = self.providers.get(provider_id)
         if entry is None:
             raise ProviderUnusable(Unusable.UNKNOWN, provider_id)
@@ -53,9 +57,14 @@ class Deployment:
         client = resolve(entry, self._stored_credentials(entry))
         if client is None:
             raise ProviderUnusable(Unusable.NOT_CONFIGURED, provider_id, entry)
-        session = self._sessions.get(provider_id)
+        return entry, client
+
+    def session(self, entry: Provider, client: ClientCredentials) -> ProviderSession:
+        """The entry's session with this client: built (discovery, once per container) only when there is none or
+        the client differs from its own, so a rotated secret lands as soon as it is read."""
+        session = self._sessions.get(entry.id)
         if session is None or session.client != client:
-            session = self._sessions[provider_id] = open_session(entry, client)
+            session = self._sessions[entry.id] = open_session(entry, client)
         return session
 
     def _stored_credentials(self, entry: Provider | None = None) -> Mapping[str, Any]:
