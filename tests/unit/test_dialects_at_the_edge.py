@@ -40,6 +40,8 @@ def test_each_dialect_words_the_outcome_its_own_way() -> None:
     assert outcome_url("wix", home, failed) == home + "&error=reject&reason=access_denied"
     assert outcome_url(Dialect.TEAMUP, home, connected) == home + "&success=1&connectionId=c-1"
     assert outcome_url("teamup", home, failed) == home + "&success=0&error=reject&reason=access_denied"
+    # And an attempt in a dialect this code does not know (a newer version's, after a rollback) still gets home
+    assert outcome_url("future", home, connected) == home + "&connectionId=c-1"
 
 
 def _powertools_rule(path: str) -> str:

@@ -1,6 +1,6 @@
 """What one container builds once and every request reuses: settings, storage, providers and their sessions, cipher.
 
-`reset()` forgets all of it, and everything the layer's modules keep per container, at once."""
+`reset()` forgets all of it, and every per-container cache of the layer's that depends on settings or the environment."""
 
 from __future__ import annotations
 
@@ -91,9 +91,10 @@ def current() -> Deployment:
 
 
 def reset() -> None:
-    """Forget every container cache (tests and the bench change the environment between cases): the deployment with
-    its providers and sessions, the settings, the secrets reader and what it read, the provider HTTP client and
-    discovered metadata, the encoded authorization URLs."""
+    """Forget every container cache that depends on settings or the environment (tests and the bench change it between
+    cases): the deployment with its providers and sessions, the settings, the secrets reader and what it read, the
+    provider HTTP client and discovered metadata, the encoded authorization URLs. The TLS context (certificates only)
+    and the webhook sender's client (fixed settings) stay."""
     global _current
     _current = None
     get_settings.cache_clear()
