@@ -1,6 +1,7 @@
 """What one container builds once and every request reuses: settings, storage, providers and their sessions, cipher.
 
-`reset()` forgets all of it, and every per-container cache of the layer's that depends on settings or the environment."""
+`reset()` forgets all of it, and every per-container cache of the layer's that depends on the settings or
+the environment."""
 
 from __future__ import annotations
 
