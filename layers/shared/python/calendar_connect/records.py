@@ -83,6 +83,10 @@ class WebhookSecretEntry(_Record):
     secret: str
     signsUntil: int | None = None  # epoch seconds; None: the current secret
 
+    def signs_at(self, now: int) -> bool:
+        """The current secret, or one rotated out whose overlap has not ended by `now`."""
+        return self.signsUntil is None or self.signsUntil > now
+
 
 class WebhookRecord(_Record):
     """A client's webhook as stored on its ApiClients item; the secrets sealed (token_cipher) to the client id."""

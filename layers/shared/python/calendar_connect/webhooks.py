@@ -54,7 +54,7 @@ def open_secrets(deployment: Deployment, record: WebhookRecord) -> list[WebhookS
 
 def signing_secrets(deployment: Deployment, record: WebhookRecord, now: int) -> list[str]:
     """The secrets that sign at `now`: the current one, and any rotated out less than 24 hours ago."""
-    return [e.secret for e in open_secrets(deployment, record) if e.signsUntil is None or e.signsUntil > now]
+    return [e.secret for e in open_secrets(deployment, record) if e.signs_at(now)]
 
 
 def _checked_url(deployment: Deployment, url: str) -> str:
@@ -108,7 +108,7 @@ def rotate_secret(deployment: Deployment, client: ApiClient, now: int | None = N
         kept = [
             e if e.signsUntil is not None else e.model_copy(update={"signsUntil": now + ROTATION_OVERLAP_SECONDS})
             for e in entries
-            if e.signsUntil is None or e.signsUntil > now
+            if e.signs_at(now)
         ]
         created = new_secret()
         fresh = [WebhookSecretEntry(secret=created), *kept[: _KEPT_SECRETS - 1]]
