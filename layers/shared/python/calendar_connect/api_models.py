@@ -15,20 +15,24 @@ from .records import ConnectionRecord, ConnectionStatus
 ID_PATTERN = r"^[A-Za-z0-9._:@\-]+$"  # provider and schedule ids, wherever the API takes one
 
 
-class _Answer(BaseModel):
+class ApiAnswer(BaseModel):
+    """The base of every answer the management API gives (each dialect's too)."""
+
     # Built on first use, not at import: the management API builds them with its routes' validation, and a SnapStart
     # snapshot holds those it primed.
     model_config = ConfigDict(defer_build=True)
 
 
-class _Request(BaseModel):
+class ApiRequest(BaseModel):
+    """The base of every request body the management API reads (each dialect's too): unknown fields refused."""
+
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=False, defer_build=True)
 
 
 # --- answers (each dialect's own request and answer: dialects/*/api.py) ----------------------------
 
 
-class ProviderInfo(_Answer):
+class ProviderInfo(ApiAnswer):
     providerId: str
     name: str
     calendarType: str
@@ -37,13 +41,13 @@ class ProviderInfo(_Answer):
     timeoutSeconds: int
 
 
-class ProvidersResponse(_Answer):
+class ProvidersResponse(ApiAnswer):
     providers: list[ProviderInfo]
 
 
 # What the API shows of a stored connection: never its tokens, lease or version. (No docstring: the OpenAPI document
 # would carry it.)
-class Connection(_Answer):
+class Connection(ApiAnswer):
     connectionId: str
     providerId: str
     calendarType: str
@@ -60,45 +64,45 @@ class Connection(_Answer):
         return cls.model_validate(record.model_dump(include=set(cls.model_fields)))
 
 
-class ConnectionResponse(_Answer):
+class ConnectionResponse(ApiAnswer):
     connection: Connection
 
 
-class ConnectionsPage(_Answer):
+class ConnectionsPage(ApiAnswer):
     connections: list[Connection]
     nextCursor: str | None
 
 
-class DisconnectResponse(_Answer):
+class DisconnectResponse(ApiAnswer):
     connection: Connection
     revokedAtProvider: bool | None
 
 
-class AccessTokenResponse(_Answer):
+class AccessTokenResponse(ApiAnswer):
     accessToken: str
     expiresAt: str
 
 
-class FieldViolationBody(_Answer):
+class FieldViolationBody(ApiAnswer):
     field: str
     description: str
 
 
-class ValidationErrorBody(_Answer):
+class ValidationErrorBody(ApiAnswer):
     fieldViolations: list[FieldViolationBody]
 
 
-class ApplicationErrorBody(_Answer):
+class ApplicationErrorBody(ApiAnswer):
     code: str
     description: str
 
 
-class ErrorDetails(_Answer):
+class ErrorDetails(ApiAnswer):
     applicationError: ApplicationErrorBody
     validationError: ValidationErrorBody | None = None
 
 
-class ErrorBody(_Answer):
+class ErrorBody(ApiAnswer):
     """Every management error (documented in the OpenAPI document; errors.ApiError.body() writes it)."""
 
     message: str
@@ -108,22 +112,22 @@ class ErrorBody(_Answer):
 # --- webhooks -------------------------------------------------------------------------------------
 
 
-class WebhookRequest(_Request):
+class WebhookRequest(ApiRequest):
     """`PUT /v2/external-calendars/webhook`."""
 
     url: str = Field(min_length=1, max_length=2048)
 
 
-class WebhookResponse(_Answer):
+class WebhookResponse(ApiAnswer):
     url: str
     secret: str | None = Field(default=None, description="Only in the answer that created the webhook")
 
 
-class WebhookSecretResponse(_Answer):
+class WebhookSecretResponse(ApiAnswer):
     secret: str
 
 
-class WebhookDeletedResponse(_Answer):
+class WebhookDeletedResponse(ApiAnswer):
     deleted: bool = Field(description="Whether a webhook was registered")
 
 
@@ -138,7 +142,7 @@ class WebhookEventType(StrEnum):
     AUTHORIZATION_FAILED = "authorization.failed"
 
 
-class AuthorizationFailedData(_Answer):
+class AuthorizationFailedData(ApiAnswer):
     attemptId: str
     providerId: str
     scheduleId: str
@@ -146,7 +150,7 @@ class AuthorizationFailedData(_Answer):
     reason: str
 
 
-class WebhookEvent(_Answer):
+class WebhookEvent(ApiAnswer):
     """What a receiver gets: the body of one delivery."""
 
     type: WebhookEventType

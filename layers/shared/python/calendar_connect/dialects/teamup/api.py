@@ -10,10 +10,11 @@ from urllib.parse import parse_qsl
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Query
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 
 from ... import deployment
 from ...api_edge import caller, checked_return_url, documented_answers, start
+from ...api_models import ApiAnswer, ApiRequest
 from ...errors import InvalidArgument, NotFound
 from ...http_answers import JSON, invalid_argument_from
 from ...request_limits import raw_body
@@ -25,18 +26,14 @@ router = Router()
 _OWNER_HEADER = "TeamUp-Provider-ID"
 
 
-class TeamUpInitiateRequest(BaseModel):
+class TeamUpInitiateRequest(ApiRequest):
     """TeamUp `oauth2/initiate`."""
-
-    model_config = ConfigDict(extra="forbid", defer_build=True)  # built on first use, as every model
 
     calendar_source: str = Field(min_length=1, max_length=16, pattern=r"^[A-Z]+$")
     redirect_uri: str = Field(min_length=1, max_length=2048)
 
 
-class TeamUpInitiateResponse(BaseModel):
-    model_config = ConfigDict(defer_build=True)
-
+class TeamUpInitiateResponse(ApiAnswer):
     uri: str
     timeout_seconds: int
 

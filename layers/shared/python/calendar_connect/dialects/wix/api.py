@@ -6,11 +6,11 @@ from typing import Annotated
 
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Body
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from ... import deployment
 from ...api_edge import checked_return_url, documented_answers, start
-from ...api_models import ID_PATTERN
+from ...api_models import ID_PATTERN, ApiAnswer, ApiRequest
 from ...errors import NotFound
 from ...snapstart import register_before_snapshot
 from ...timestamps import iso
@@ -20,19 +20,15 @@ from . import CONNECT_BY_OAUTH
 router = Router()
 
 
-class ConnectByOAuthRequest(BaseModel):
+class ConnectByOAuthRequest(ApiRequest):
     """Wix External Calendars v2 `connectByOAuth`."""
-
-    model_config = ConfigDict(extra="forbid", defer_build=True)  # built on first use, as every model
 
     providerId: str = Field(min_length=1, max_length=64, pattern=ID_PATTERN)
     scheduleId: str = Field(min_length=1, max_length=200, pattern=ID_PATTERN)
     redirectUrl: str = Field(min_length=1, max_length=2048)
 
 
-class ConnectByOAuthResponse(BaseModel):
-    model_config = ConfigDict(defer_build=True)
-
+class ConnectByOAuthResponse(ApiAnswer):
     oauthUrl: str
     timeoutSeconds: int
     expiresAt: str
